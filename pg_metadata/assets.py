@@ -1,0 +1,237 @@
+"""Software-defined assets: thin Dagster wrappers over the extract, entity and format modules."""
+
+import contextlib
+from collections.abc import Iterator
+
+import dagster as dg
+
+from pg_metadata import entities as E
+from pg_metadata.datasets import DATABASES, PER_DATABASE, Dataset
+from pg_metadata.errors import OutputError, PgMetadataError
+from pg_metadata.extract import read_catalog
+from pg_metadata.formats import Entities, ParquetFile
+from pg_metadata.partitions import database_partitions, sync_database_partitions
+from pg_metadata.resources import CatalogSettings, PostgresResource
+
+RAW_GROUP = "postgres_catalog"
+ENTITY_GROUP = "atlan_entities"
+SOURCE_POOL = "pg_metadata_source"
+RETRY_BASE_SECONDS = 2
+
+
+def raw_key(dataset: Dataset) -> dg.AssetKey:
+    """Asset key of a raw dataset."""
+    return dg.AssetKey(["raw", dataset.name])
+
+
+def column_schema(dataset: Dataset) -> dg.TableSchema:
+    """The dataset's columns as Dagster table schema metadata."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, str(dtype), description=desc)
+            for name, dtype, desc in dataset.fields
+        ]
+    )
+
+
+@contextlib.contextmanager
+def user_errors(
+    context: dg.AssetExecutionContext | None = None, retries: int = 0
+) -> Iterator[None]:
+    """Turn our one-line errors into Dagster failures; transient trouble is retried with backoff."""
+    try:
+        yield
+    except PgMetadataError as exc:
+        if exc.transient and context is not None and context.retry_number < retries:
+            wait = min(60, RETRY_BASE_SECONDS * 2**context.retry_number)
+            context.log.warning(f"{exc}; retrying in {wait}s")
+            raise dg.RetryRequested(max_retries=retries, seconds_to_wait=wait) from None
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+
+
+def atlan_context(context: dg.AssetExecutionContext, catalog: CatalogSettings) -> E.AtlanContext:
+    """Naming context for this run: run id, job name and run creation time."""
+    run = context.run
+    record = context.instance.get_run_record_by_id(run.run_id)
+    run_at_ms = int(record.create_timestamp.timestamp() * 1000) if record else 0
+    workflow = run.job_name if not run.job_name.startswith("__") else "pg_metadata"
+    return catalog.atlan_context(run_id=run.run_id, workflow=workflow, run_at_ms=run_at_ms)
+
+
+@dg.asset(
+    key=raw_key(DATABASES),
+    group_name=RAW_GROUP,
+    kinds={"postgres", "parquet"},
+    description="Every connectable, non-template database on the server that the filters "
+    "select (name, owner, encoding, collation, comment, size). Registers one partition per "
+    "database.",
+    metadata={"dagster/column_schema": column_schema(DATABASES)},
+    pool=SOURCE_POOL,
+)
+def databases(
+    context: dg.AssetExecutionContext, postgres: PostgresResource, catalog: CatalogSettings
+) -> dg.Output:
+    with user_errors(context, postgres.retries):
+        catalog.validate()
+        params = catalog.catalog_filter().sql_params()
+        conn = postgres.connect()
+        try:
+            with read_catalog(conn, [DATABASES], params) as snapshot:
+                table = snapshot.results[DATABASES.name].read_all()
+        finally:
+            conn.close()
+    names = table.column("database_name").to_pylist()
+    added, removed = sync_database_partitions(context.instance, names)
+    context.log.info(
+        f"{len(names)} database(s) selected; partitions added {added}, removed {removed}"
+    )
+    versions = table.column("server_version").to_pylist()
+    return dg.Output(
+        table,
+        metadata={
+            "databases": dg.MetadataValue.json(names),
+            "partitions_added": dg.MetadataValue.json(added),
+            "partitions_removed": dg.MetadataValue.json(removed),
+            "server_version": versions[0] if versions else "",
+        },
+    )
+
+
+@dg.multi_asset(
+    outs={
+        d.name: dg.AssetOut(
+            key=raw_key(d),
+            kinds={"postgres", "parquet"},
+            description=d.description,
+            metadata={"dagster/column_schema": column_schema(d)},
+            is_required=False,
+        )
+        for d in PER_DATABASE
+    },
+    partitions_def=database_partitions,
+    group_name=RAW_GROUP,
+    can_subset=True,
+    pool=SOURCE_POOL,
+)
+def extract_catalog(
+    context: dg.AssetExecutionContext, postgres: PostgresResource, catalog: CatalogSettings
+) -> Iterator[dg.Output]:
+    """Schemas, relations and columns of one database, read in one snapshot."""
+    database = context.partition_key
+    selected = [d for d in PER_DATABASE if raw_key(d) in context.selected_asset_keys]
+    with user_errors(context, postgres.retries):
+        params = catalog.catalog_filter().sql_params()
+        conn = postgres.connect(database)
+        try:
+            snapshot = read_catalog(conn, selected, params)
+        finally:
+            conn.close()
+    context.log.info(
+        f"read {len(selected)} catalog queries of {database!r} in {snapshot.seconds:.2f}s "
+        f"({snapshot.statements} statements)"
+    )
+    with snapshot:
+        for d in selected:
+            result = snapshot.results[d.name]
+            yield dg.Output(
+                result,
+                output_name=d.name,
+                metadata={
+                    "query_seconds": round(result.seconds, 3),
+                    "statements_per_database": snapshot.statements,
+                },
+            )
+
+
+ENTITY_KEYS = {
+    E.DATABASE: dg.AssetKey(["atlan", "database"]),
+    E.SCHEMA: dg.AssetKey(["atlan", "schema"]),
+    E.TABLE: dg.AssetKey(["atlan", "table"]),
+    E.TABLE_PARTITION: dg.AssetKey(["atlan", "table_partition"]),
+    E.VIEW: dg.AssetKey(["atlan", "view"]),
+    E.MATERIALISED_VIEW: dg.AssetKey(["atlan", "materialised_view"]),
+    E.COLUMN: dg.AssetKey(["atlan", "column"]),
+}
+_ENTITY = {
+    "group_name": ENTITY_GROUP,
+    "kinds": {"atlan", "json"},
+    "partitions_def": database_partitions,
+}
+
+
+@dg.asset(
+    key=ENTITY_KEYS[E.DATABASE],
+    ins={
+        "databases": dg.AssetIn(raw_key(DATABASES)),
+        "schemas": dg.AssetIn(raw_key(PER_DATABASE[0])),
+    },
+    description="The Atlan Database entity of this partition's database (JSON Lines).",
+    **_ENTITY,
+)
+def database_entity(
+    context: dg.AssetExecutionContext,
+    catalog: CatalogSettings,
+    databases: ParquetFile,
+    schemas: ParquetFile,
+) -> Entities:
+    name = context.partition_key
+    with user_errors():
+        ctx = atlan_context(context, catalog)
+        rows = [r for r in databases.rows() if r["database_name"] == name]
+        if not rows:
+            raise OutputError(
+                f"database {name!r} is not in the latest raw/databases output; "
+                "materialize raw/databases first"
+            )
+    return Entities(E.DATABASE, [E.database_entity(rows[0], schemas.num_rows, ctx)])
+
+
+@dg.asset(
+    key=ENTITY_KEYS[E.SCHEMA],
+    ins={"schemas": dg.AssetIn(raw_key(PER_DATABASE[0]))},
+    description="Atlan Schema entities of one database (JSON Lines).",
+    **_ENTITY,
+)
+def schema_entities(
+    context: dg.AssetExecutionContext, catalog: CatalogSettings, schemas: ParquetFile
+) -> Entities:
+    with user_errors():
+        ctx = atlan_context(context, catalog)
+    return Entities(E.SCHEMA, (E.schema_entity(r, ctx) for r in schemas.rows()))
+
+
+def relation_asset(type_name: str) -> dg.AssetsDefinition:
+    """The entity asset of one relation typeName, read from raw tables."""
+
+    @dg.asset(
+        key=ENTITY_KEYS[type_name],
+        ins={"tables": dg.AssetIn(raw_key(PER_DATABASE[1]))},
+        description=f"Atlan {type_name} entities of one database (JSON Lines).",
+        **_ENTITY,
+    )
+    def _relation_entities(
+        context: dg.AssetExecutionContext, catalog: CatalogSettings, tables: ParquetFile
+    ) -> Entities:
+        with user_errors():
+            ctx = atlan_context(context, catalog)
+        return Entities(type_name, E.relation_entities(tables.rows(), ctx, type_name))
+
+    return _relation_entities
+
+
+@dg.asset(
+    key=ENTITY_KEYS[E.COLUMN],
+    ins={"columns": dg.AssetIn(raw_key(PER_DATABASE[2]))},
+    description="Atlan Column entities of one database (JSON Lines).",
+    **_ENTITY,
+)
+def column_entities(
+    context: dg.AssetExecutionContext, catalog: CatalogSettings, columns: ParquetFile
+) -> Entities:
+    with user_errors():
+        ctx = atlan_context(context, catalog)
+    return Entities(E.COLUMN, (E.column_entity(r, ctx) for r in columns.rows()))
+
+
+relation_assets = [relation_asset(t) for t in E.RELATION_TYPES]
+entity_assets = [database_entity, schema_entities, *relation_assets, column_entities]

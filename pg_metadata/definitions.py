@@ -1,0 +1,48 @@
+"""The code location: assets, jobs and resources, configured from the environment."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from pg_metadata.assets import databases, entity_assets, extract_catalog
+from pg_metadata.io_manager import CatalogIOManager
+from pg_metadata.manifest import manifest
+from pg_metadata.resources import CatalogSettings, OutputTarget, PostgresResource
+from pg_metadata.storage import DEFAULT_TARGET
+
+ALL_ASSETS = [databases, extract_catalog, *entity_assets, manifest]
+
+discover_databases_job = dg.define_asset_job(
+    "discover_databases",
+    selection=dg.AssetSelection.assets(databases),
+    description="List the server's databases and register one partition per database.",
+)
+extract_database_job = dg.define_asset_job(
+    "extract_database",
+    selection=dg.AssetSelection.assets(extract_catalog, *entity_assets, manifest),
+    description="Extract one database (partition): raw catalog, Atlan entities, manifest.",
+)
+
+
+def build_definitions(
+    postgres: PostgresResource | None = None,
+    catalog: CatalogSettings | None = None,
+    output: OutputTarget | None = None,
+) -> dg.Definitions:
+    """Definitions with the given resources, or resources read from the environment."""
+    output = output or OutputTarget(target=os.environ.get("PG_METADATA_OUTPUT") or DEFAULT_TARGET)
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        jobs=[discover_databases_job, extract_database_job],
+        resources={
+            "postgres": postgres or PostgresResource(),
+            "catalog": catalog or CatalogSettings.from_env(),
+            "output": output,
+            "io_manager": CatalogIOManager(output=output),
+        },
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,91 @@
+"""The IO manager: raw datasets as Parquet, entities as JSON Lines, under a run-scoped prefix.
+
+Layout under the target: ``runs/<run_id>/<asset key path>[/<database>].<ext>``. Each output is
+staged locally and published whole. Its URI and row count are recorded in the materialization,
+and loading an input looks up the latest materialization of that asset (and partition), so
+downstream assets load upstream files written by the same run or by any earlier run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+
+from pg_metadata.errors import OutputError
+from pg_metadata.formats import (
+    Entities,
+    JsonLinesFile,
+    ParquetFile,
+    TableSource,
+    write_json_lines,
+    write_parquet,
+)
+from pg_metadata.resources import OutputTarget
+from pg_metadata.storage import encode_segment
+
+
+def output_key(run_id: str, asset_path: list[str], partition: str | None, ext: str) -> str:
+    """Object key of one output file."""
+    stem = "/".join(encode_segment(p) for p in asset_path)
+    if partition is not None:
+        stem = f"{stem}/{encode_segment(partition)}"
+    return f"runs/{run_id}/{stem}{ext}"
+
+
+class CatalogIOManager(dg.ConfigurableIOManager):
+    """Writes raw Arrow data as Parquet and entity streams as JSON Lines to the output target."""
+
+    output: OutputTarget
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        store = self.output.store()
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        if isinstance(obj, Entities):
+            ext, writer = ".json", lambda p: write_json_lines(obj.items, p)
+        else:
+            source = TableSource(obj) if isinstance(obj, pa.Table) else obj
+            ext, writer = ".parquet", lambda p: write_parquet(source, p)
+        key = output_key(context.run_id, list(context.asset_key.path), partition, ext)
+        staging = store.staging_dir() / f"{context.run_id}-{'.'.join(context.asset_key.path)}.part"
+        try:
+            rows = writer(staging)
+            size = staging.stat().st_size
+            uri = store.publish(staging, key)
+        finally:
+            staging.unlink(missing_ok=True)
+        context.add_output_metadata(
+            {
+                "uri": dg.MetadataValue.path(uri),
+                "dagster/row_count": rows,
+                "size_bytes": size,
+            }
+        )
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        uri = self._upstream_uri(context)
+        local = self.output.store().fetch(uri)
+        if uri.endswith(".parquet"):
+            return ParquetFile(local)
+        return JsonLinesFile(local)
+
+    def _upstream_uri(self, context: dg.InputContext) -> str:
+        key = context.asset_key
+        instance = context.instance
+        if context.has_asset_partitions:
+            partition = context.asset_partition_key
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+            ).records
+            event = records[0].event_log_entry if records else None
+            where = f"{key.to_user_string()} for database {partition!r}"
+        else:
+            event = instance.get_latest_materialization_event(key)
+            where = key.to_user_string()
+        materialization = event.asset_materialization if event else None
+        if materialization is None or "uri" not in materialization.metadata:
+            raise OutputError(f"no output of {where} found; materialize it first")
+        return str(materialization.metadata["uri"].value)

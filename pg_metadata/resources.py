@@ -1,0 +1,125 @@
+"""Dagster resources: the source server, the extraction settings, and the output target."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import dagster as dg
+import psycopg2.extensions
+from dagster_aws.s3 import S3Resource
+from pydantic import Field
+
+from pg_metadata.entities import AtlanContext
+from pg_metadata.filters import CatalogFilter
+from pg_metadata.settings import DEFAULT_APPLICATION_NAME, ConnectionSettings
+from pg_metadata.source import connect
+from pg_metadata.storage import DEFAULT_TARGET, LocalStore, ObjectStore, S3Store, parse_target
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """The source PostgreSQL server. Unset fields fall back to the libpq variables (PGHOST...).
+
+    Pass secrets with ``dg.EnvVar``; when ``password`` is unset, libpq reads PGPASSWORD or
+    ~/.pgpass itself, so the password never enters Dagster's config.
+    """
+
+    host: str | None = Field(default=None, description="Server host (PGHOST)")
+    port: int | None = Field(default=None, description="Server port (PGPORT)")
+    user: str | None = Field(default=None, description="Database user (PGUSER)")
+    password: str | None = Field(
+        default=None, description="Password; use EnvVar. Default: PGPASSWORD / ~/.pgpass"
+    )
+    database: str | None = Field(
+        default=None, description="First database to connect to (PGDATABASE, default postgres)"
+    )
+    sslmode: str | None = Field(default=None, description="libpq sslmode (PGSSLMODE)")
+    sslrootcert: str | None = Field(default=None, description="CA bundle (PGSSLROOTCERT)")
+    application_name: str = Field(default=DEFAULT_APPLICATION_NAME)
+    connect_timeout_s: int = Field(default=10)
+    statement_timeout_ms: int = Field(default=300_000, description="Per catalog query")
+    lock_timeout_ms: int = Field(default=5_000)
+    retries: int = Field(
+        default=3, description="Retries (2s, 4s, 8s... apart) when the server is unreachable"
+    )
+
+    def settings(self) -> ConnectionSettings:
+        """Resolved connection settings (config over libpq variables)."""
+        return ConnectionSettings.from_env(
+            os.environ,
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=self.database,
+            sslmode=self.sslmode,
+            sslrootcert=self.sslrootcert,
+            application_name=self.application_name,
+            connect_timeout_s=self.connect_timeout_s,
+            statement_timeout_ms=self.statement_timeout_ms,
+            lock_timeout_ms=self.lock_timeout_ms,
+        )
+
+    def connect(self, database: str | None = None) -> psycopg2.extensions.connection:
+        """A new read-only connection to one database (the first database by default)."""
+        return connect(self.settings(), database)
+
+
+class CatalogSettings(dg.ConfigurableResource):
+    """What to extract and how to name it in Atlan."""
+
+    include_filter: str = Field(default="", description='e.g. {"^shop$": ["^sales$"]}')
+    exclude_filter: str = Field(default="", description='e.g. {"^shop$": ["^scratch$"]}')
+    temp_table_regex: str = Field(default="", description="Relation names to skip, e.g. ^tmp_")
+    connection_qualified_name: str = Field(default="default/postgres/0")
+    connection_name: str = Field(default="postgres")
+    tenant_id: str = Field(default="default")
+
+    @classmethod
+    def from_env(cls) -> CatalogSettings:
+        """Settings from PG_METADATA_* and ATLAN_* variables."""
+        env = os.environ
+        return cls(
+            include_filter=env.get("PG_METADATA_INCLUDE", ""),
+            exclude_filter=env.get("PG_METADATA_EXCLUDE", ""),
+            temp_table_regex=env.get("PG_METADATA_TEMP_TABLE_REGEX", ""),
+            connection_qualified_name=env.get(
+                "ATLAN_CONNECTION_QUALIFIED_NAME", "default/postgres/0"
+            ),
+            connection_name=env.get("ATLAN_CONNECTION_NAME", "postgres"),
+            tenant_id=env.get("ATLAN_TENANT_ID", "default"),
+        )
+
+    def catalog_filter(self) -> CatalogFilter:
+        """Validated filters; raises ConfigError with a one-line message."""
+        return CatalogFilter.parse(self.include_filter, self.exclude_filter, self.temp_table_regex)
+
+    def atlan_context(self, run_id: str = "", workflow: str = "pg_metadata", run_at_ms: int = 0):
+        """The naming context for entities of one run."""
+        return AtlanContext(
+            connection_qualified_name=self.connection_qualified_name,
+            connection_name=self.connection_name,
+            tenant_id=self.tenant_id,
+            workflow_name=workflow,
+            run_id=run_id,
+            run_at_ms=run_at_ms or int(time.time() * 1000),
+        )
+
+    def validate(self) -> None:
+        """Check everything before any work starts."""
+        self.catalog_filter()
+        self.atlan_context()
+
+
+class OutputTarget(dg.ConfigurableResource):
+    """Where files go: a local folder or s3://bucket/prefix (PG_METADATA_OUTPUT)."""
+
+    target: str = Field(default=DEFAULT_TARGET, description="Folder or s3://bucket/prefix")
+    s3: S3Resource = Field(default_factory=S3Resource)
+
+    def store(self) -> ObjectStore:
+        """The object store for this target."""
+        kind, location, prefix = parse_target(self.target)
+        if kind == "s3":
+            return S3Store(self.s3.get_client(), location, prefix)
+        return LocalStore(location)

@@ -1,0 +1,151 @@
+-- Every relation of the selected schemas: ordinary, partitioned and foreign tables, partitions of
+-- any depth, views and materialized views. One row per relation; all joins are on OIDs.
+-- Sizes and row counts come from the catalog (relpages/reltuples, as of the last VACUUM or
+-- ANALYZE), so no relation is opened or locked.
+WITH RECURSIVE selected_schemas AS (
+    SELECT n.oid, n.nspname
+    FROM pg_catalog.pg_namespace AS n
+    WHERE n.nspname <> 'information_schema'
+      AND n.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)'
+      AND (pg_catalog.cardinality(%(include_db)s::text[]) = 0
+           OR EXISTS (SELECT 1 FROM unnest(%(include_db)s::text[], %(include_schema)s::text[]) AS f(db, sch)
+                      WHERE pg_catalog.current_database() ~ f.db AND n.nspname ~ f.sch))
+      AND NOT EXISTS (SELECT 1 FROM unnest(%(exclude_db)s::text[], %(exclude_schema)s::text[]) AS f(db, sch)
+                      WHERE pg_catalog.current_database() ~ f.db AND n.nspname ~ f.sch)
+),
+relations AS (
+    SELECT c.oid, c.relname, c.relnamespace, s.nspname, c.relkind, c.relispartition
+    FROM pg_catalog.pg_class AS c
+    JOIN selected_schemas AS s ON s.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+      AND (%(temp_table_regex)s::text IS NULL OR c.relname !~ %(temp_table_regex)s::text)
+),
+-- (ancestor, descendant) pairs of every partition tree
+partition_tree AS (
+    SELECT i.inhparent AS ancestor, i.inhrelid AS relid
+    FROM pg_catalog.pg_inherits AS i
+    JOIN pg_catalog.pg_class AS p ON p.oid = i.inhparent AND p.relkind = 'p'
+    UNION ALL
+    SELECT t.ancestor, i.inhrelid
+    FROM partition_tree AS t
+    JOIN pg_catalog.pg_inherits AS i ON i.inhparent = t.relid
+),
+index_pages AS (
+    SELECT x.indrelid, sum(ic.relpages)::bigint AS pages
+    FROM pg_catalog.pg_index AS x
+    JOIN relations AS r ON r.oid = x.indrelid
+    JOIN pg_catalog.pg_class AS ic ON ic.oid = x.indexrelid
+    GROUP BY x.indrelid
+),
+own_stats AS (
+    SELECT r.oid,
+           CASE WHEN c.relkind IN ('r', 'm') AND c.reltuples >= 0 THEN c.reltuples::bigint END AS row_count,
+           CASE WHEN c.relkind IN ('r', 'm')
+                THEN (c.relpages::bigint + COALESCE(tc.relpages, 0) + COALESCE(ip.pages, 0))
+                     * pg_catalog.current_setting('block_size')::bigint
+           END AS size_bytes
+    FROM relations AS r
+    JOIN pg_catalog.pg_class AS c ON c.oid = r.oid
+    LEFT JOIN pg_catalog.pg_class AS tc ON tc.oid = c.reltoastrelid
+    LEFT JOIN index_pages AS ip ON ip.indrelid = r.oid
+),
+-- partitioned tables: totals over their leaf partitions
+tree_stats AS (
+    SELECT t.ancestor AS oid,
+           sum(c.reltuples::bigint) FILTER (WHERE c.relkind = 'r' AND c.reltuples >= 0) AS row_count,
+           sum((c.relpages::bigint + COALESCE(tc.relpages, 0))
+               * pg_catalog.current_setting('block_size')::bigint) FILTER (WHERE c.relkind = 'r')
+               AS size_bytes
+    FROM partition_tree AS t
+    JOIN relations AS r ON r.oid = t.ancestor
+    JOIN pg_catalog.pg_class AS c ON c.oid = t.relid
+    LEFT JOIN pg_catalog.pg_class AS tc ON tc.oid = c.reltoastrelid
+    GROUP BY t.ancestor
+),
+ancestry AS (
+    SELECT t.relid,
+           count(*) AS depth,
+           max(t.ancestor::bigint) FILTER (WHERE NOT a.relispartition) AS root_oid
+    FROM partition_tree AS t
+    JOIN relations AS r ON r.oid = t.relid
+    JOIN pg_catalog.pg_class AS a ON a.oid = t.ancestor
+    GROUP BY t.relid
+),
+child_counts AS (
+    SELECT i.inhparent, count(*) AS children
+    FROM pg_catalog.pg_inherits AS i
+    JOIN relations AS r ON r.oid = i.inhparent
+    WHERE r.relkind = 'p'
+    GROUP BY i.inhparent
+),
+live_columns AS (
+    SELECT a.attrelid, count(*) AS columns
+    FROM pg_catalog.pg_attribute AS a
+    JOIN relations AS r ON r.oid = a.attrelid
+    WHERE a.attnum > 0 AND NOT a.attisdropped
+    GROUP BY a.attrelid
+)
+SELECT
+    pg_catalog.current_database()                          AS database_name,
+    r.nspname                                              AS schema_name,
+    r.oid::bigint                                          AS table_oid,
+    r.relname                                              AS table_name,
+    pg_catalog.format('%%I.%%I', r.nspname, r.relname)     AS sql_name,
+    r.relkind::text                                        AS table_kind,
+    CASE r.relkind WHEN 'r' THEN 'TABLE' WHEN 'p' THEN 'PARTITIONED TABLE'
+                   WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'v' THEN 'VIEW'
+                   WHEN 'm' THEN 'MATERIALIZED VIEW' END   AS table_type,
+    pg_catalog.pg_get_userbyid(c.relowner)                 AS owner,
+    d.description                                          AS comment,
+    COALESCE(lc.columns, 0)::bigint                        AS column_count,
+    COALESCE(ts.row_count, os.row_count)                   AS row_count,
+    CASE WHEN r.relkind = 'v' THEN 0
+         ELSE COALESCE(ts.size_bytes, os.size_bytes) END    AS size_bytes,
+    c.relpersistence::text                                 AS persistence,
+    c.reloftype <> 0                                       AS is_typed,
+    CASE WHEN r.relkind IN ('r', 'p') THEN TRUE
+         WHEN r.relkind IN ('v', 'f')
+             THEN (pg_catalog.pg_relation_is_updatable(r.oid, false) & 8) = 8
+         ELSE FALSE END                                    AS is_insertable_into,
+    r.relispartition                                       AS is_partition,
+    r.relkind = 'p'                                        AS is_partitioned,
+    pt.partstrat::text                                     AS partition_strategy,
+    CASE WHEN r.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(r.oid) END AS partition_key,
+    pt.partnatts::integer                                  AS partition_key_column_count,
+    pg_catalog.array_to_string(pt.partattrs::int2[], ' ')  AS partition_key_attnums,
+    CASE WHEN r.relkind = 'p' THEN COALESCE(cc.children, 0) END::bigint AS partition_count,
+    CASE WHEN r.relispartition
+         THEN pg_catalog.pg_get_expr(c.relpartbound, c.oid, true) END AS partition_bound,
+    pn.nspname                                             AS parent_schema,
+    pc.relname                                             AS parent_name,
+    pc.relispartition                                      AS parent_is_partition,
+    (pr.oid IS NOT NULL)                                   AS parent_selected,
+    an.depth::integer                                      AS partition_depth,
+    rn.nspname                                             AS root_schema,
+    rc.relname                                             AS root_name,
+    (rr.oid IS NOT NULL)                                   AS root_selected,
+    CASE WHEN r.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(r.oid, true) END AS view_definition,
+    fs.srvname                                             AS foreign_server,
+    fw.fdwname                                             AS foreign_data_wrapper,
+    pg_catalog.array_to_string(ft.ftoptions, ', ')         AS foreign_options
+FROM relations AS r
+JOIN pg_catalog.pg_class AS c ON c.oid = r.oid
+LEFT JOIN pg_catalog.pg_description AS d
+    ON d.objoid = r.oid AND d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid = 0
+LEFT JOIN live_columns AS lc ON lc.attrelid = r.oid
+LEFT JOIN own_stats AS os ON os.oid = r.oid
+LEFT JOIN tree_stats AS ts ON ts.oid = r.oid
+LEFT JOIN pg_catalog.pg_partitioned_table AS pt ON pt.partrelid = r.oid
+LEFT JOIN child_counts AS cc ON cc.inhparent = r.oid
+LEFT JOIN pg_catalog.pg_inherits AS pi ON r.relispartition AND pi.inhrelid = r.oid
+LEFT JOIN pg_catalog.pg_class AS pc ON pc.oid = pi.inhparent
+LEFT JOIN pg_catalog.pg_namespace AS pn ON pn.oid = pc.relnamespace
+LEFT JOIN relations AS pr ON pr.oid = pi.inhparent
+LEFT JOIN ancestry AS an ON an.relid = r.oid
+LEFT JOIN pg_catalog.pg_class AS rc ON rc.oid = an.root_oid::oid
+LEFT JOIN pg_catalog.pg_namespace AS rn ON rn.oid = rc.relnamespace
+LEFT JOIN relations AS rr ON rr.oid = an.root_oid::oid
+LEFT JOIN pg_catalog.pg_foreign_table AS ft ON ft.ftrelid = r.oid
+LEFT JOIN pg_catalog.pg_foreign_server AS fs ON fs.oid = ft.ftserver
+LEFT JOIN pg_catalog.pg_foreign_data_wrapper AS fw ON fw.oid = fs.srvfdw
+ORDER BY r.nspname, r.relname

@@ -1,0 +1,180 @@
+"""Where output goes: a local folder or an S3 prefix, with atomic publication of whole files.
+
+Files are always written to a local staging file first and then published in one step (a rename
+on a local disk, an S3 PUT or multipart upload), so a reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+import uuid
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlparse
+
+from pg_metadata.errors import ConfigError, OutputError
+
+DEFAULT_TARGET = "./pg_metadata_output"
+
+
+def encode_segment(name: str) -> str:
+    """A database name as one safe path segment: verbatim where safe, percent-encoded otherwise."""
+    encoded = quote(name, safe=" -_@+=,~!$'()")
+    if encoded.startswith("."):
+        encoded = "%2E" + encoded[1:]
+    return encoded or "%00"
+
+
+class ObjectStore(ABC):
+    """A place to publish whole files under keys like `runs/<run>/raw/tables/shop.parquet`."""
+
+    @abstractmethod
+    def uri(self, key: str) -> str:
+        """The full URI of a key."""
+
+    @abstractmethod
+    def staging_dir(self) -> Path:
+        """A local directory for staging files before publication."""
+
+    @abstractmethod
+    def publish(self, local: Path, key: str) -> str:
+        """Publish a complete local file under key (consuming it); return its URI."""
+
+    @abstractmethod
+    def fetch(self, uri: str) -> Path:
+        """A local path holding the content of uri (downloaded if remote)."""
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes | None:
+        """Content of a small object, or None if it does not exist."""
+
+    def publish_bytes(self, data: bytes, key: str) -> str:
+        """Publish small content atomically."""
+        fd, name = tempfile.mkstemp(dir=self.staging_dir(), suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return self.publish(Path(name), key)
+
+
+class LocalStore(ObjectStore):
+    """A folder on the local disk."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    def uri(self, key: str) -> str:
+        return str(self.root / key)
+
+    def staging_dir(self) -> Path:
+        path = self.root / ".staging"
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot create output folder {self.root}: {exc.strerror} "
+                "(set PG_METADATA_OUTPUT to a writable folder or s3://bucket/prefix)"
+            ) from None
+        return path
+
+    def publish(self, local: Path, key: str) -> str:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(local, target)  # same filesystem as staging_dir: atomic
+        return str(target)
+
+    def fetch(self, uri: str) -> Path:
+        path = Path(uri[7:] if uri.startswith("file://") else uri)
+        if not path.exists():
+            raise OutputError(f"output file {path} is missing; materialize its asset again")
+        return path
+
+    def read_bytes(self, key: str) -> bytes | None:
+        path = self.root / key
+        return path.read_bytes() if path.exists() else None
+
+
+class S3Store(ObjectStore):
+    """An S3 (or S3-compatible) bucket and prefix, reached through a boto3 client."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str) -> None:
+        self.client, self.bucket, self.prefix = client, bucket, prefix.strip("/")
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def staging_dir(self) -> Path:
+        return _process_temp_dir()
+
+    def publish(self, local: Path, key: str) -> str:
+        try:
+            self.client.upload_file(str(local), self.bucket, self._key(key))
+        except Exception as exc:
+            raise OutputError(
+                f"cannot write s3://{self.bucket}/{self._key(key)}: {_aws_reason(exc)} "
+                "(check the bucket, AWS credentials and AWS_ENDPOINT_URL)"
+            ) from None
+        finally:
+            local.unlink(missing_ok=True)
+        return self.uri(key)
+
+    def fetch(self, uri: str) -> Path:
+        parsed = urlparse(uri)
+        local = _process_temp_dir() / uuid.uuid4().hex
+        try:
+            self.client.download_file(parsed.netloc, parsed.path.lstrip("/"), str(local))
+        except Exception as exc:
+            raise OutputError(f"cannot read {uri}: {_aws_reason(exc)}") from None
+        return local
+
+    def read_bytes(self, key: str) -> bytes | None:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey:
+            return None
+        except Exception as exc:
+            raise OutputError(f"cannot read {self.uri(key)}: {_aws_reason(exc)}") from None
+        return response["Body"].read()
+
+
+def parse_target(target: str) -> tuple[str, str, str]:
+    """('s3', bucket, prefix) or ('local', path, '') for an output target string."""
+    target = (target or "").strip() or DEFAULT_TARGET
+    if target.startswith("s3://"):
+        parsed = urlparse(target)
+        if not parsed.netloc:
+            raise ConfigError(
+                f"output target {target!r} has no bucket; "
+                "use s3://bucket/prefix (PG_METADATA_OUTPUT)"
+            )
+        return "s3", parsed.netloc, parsed.path.strip("/")
+    if "://" in target and not target.startswith("file://"):
+        raise ConfigError(
+            f"output target {target!r} is not supported; use a local folder or s3://bucket/prefix"
+        )
+    return "local", target[7:] if target.startswith("file://") else target, ""
+
+
+def _aws_reason(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        err = response["Error"]
+        return f"{err.get('Code', '')} {err.get('Message', '')}".strip()
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+_TEMP: list[Path] = []
+
+
+def _process_temp_dir() -> Path:
+    if not _TEMP:
+        path = Path(tempfile.mkdtemp(prefix="pg_metadata_io_"))
+        atexit.register(shutil.rmtree, path, True)
+        _TEMP.append(path)
+    return _TEMP[0]

@@ -1,0 +1,120 @@
+"""Filters applied in SQL, and what a role with only CONNECT sees."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+
+from pg_metadata_tests.pipeline import run_pipeline
+
+pytestmark = pytest.mark.integration
+
+
+def qualified_names(run, db="shop") -> set[str]:
+    return {e["attributes"]["qualifiedName"] for e in run.all_entities(db)}
+
+
+def schemas_of(run, db="shop") -> set[str]:
+    return {e["attributes"]["name"] for e in run.all_entities(db) if e["typeName"] == "Schema"}
+
+
+@pytest.fixture(scope="module")
+def admin_shop(pg_cluster, catalog_db, tmp_path_factory):
+    with dg.instance_for_test() as instance:
+        yield run_pipeline(
+            pg_cluster,
+            instance,
+            target=str(tmp_path_factory.mktemp("admin")),
+            include='{"^shop$": "*"}',
+        )
+
+
+def test_include_selects_databases_and_schemas(pg_cluster, catalog_db, tmp_path):
+    include = json.dumps({"^shop$": ["^sales$", "^Mixed Case$"], "^crm$": "*"})
+    with dg.instance_for_test() as instance:
+        run = run_pipeline(pg_cluster, instance, target=str(tmp_path), include=include)
+    assert sorted(run.runs) == ["crm", "shop"]
+    assert schemas_of(run) == {"sales", "Mixed Case"}
+    assert schemas_of(run, "crm") == {"crm", "public"}
+    assert all("/shop/sales.a/" not in qn for qn in qualified_names(run)), "anchoring failed"
+
+
+def test_exclude_wins_and_star_excludes_whole_database(pg_cluster, catalog_db, tmp_path):
+    with dg.instance_for_test() as instance:
+        run = run_pipeline(
+            pg_cluster,
+            instance,
+            target=str(tmp_path),
+            include='{"^shop$": "*", "^crm$": "*"}',
+            exclude='{"^shop$": ["^events$", "^ext$"], "^crm$": "*"}',
+        )
+    assert sorted(run.runs) == ["shop"]
+    assert schemas_of(run) == {"public", "sales", "hidden", "Mixed Case", "sales.a"}
+
+
+def test_temp_table_regex_drops_relations_and_their_columns(pg_cluster, catalog_db, tmp_path):
+    with dg.instance_for_test() as instance:
+        run = run_pipeline(
+            pg_cluster,
+            instance,
+            target=str(tmp_path),
+            include='{"^shop$": ["^public$"]}',
+            temp_table_regex="^tmp_",
+        )
+    qns = qualified_names(run)
+    assert not any("/tmp_scratch" in qn for qn in qns)
+    assert any(qn.endswith("/public/session_cache") for qn in qns)
+    schema = next(e for e in run.all_entities("shop") if e["typeName"] == "Schema")
+    assert schema["attributes"]["tableCount"] == 1
+
+
+def test_filter_text_is_data_not_sql(pg_cluster, catalog_db, tmp_path):
+    evil = json.dumps({"^shop$": ["x'; DROP TABLE sales.customers; --"]})
+    with dg.instance_for_test() as instance:
+        run = run_pipeline(pg_cluster, instance, target=str(tmp_path), include=evil)
+    assert schemas_of(run) == set()
+    assert pg_cluster.query("SELECT count(*) FROM sales.customers", dbname="shop")[0][0] == 100
+
+
+def test_invalid_filter_fails_before_connecting(pg_cluster, tmp_path):
+    with dg.instance_for_test() as instance:
+        run = run_pipeline(
+            pg_cluster,
+            instance,
+            target=str(tmp_path),
+            include='{"^shop$": ["(unclosed"]}',
+            raise_on_error=False,
+            user="nobody",
+            password="wrong",
+        )
+    assert not run.discover.success
+    failure = run.discover.get_step_failure_events()[0].step_failure_data
+    message = failure.user_failure_data.description
+    assert "include filter (PG_METADATA_INCLUDE)" in message and "(unclosed" in message
+    assert "\n" not in message
+    assert not list(tmp_path.rglob("*.parquet"))
+
+
+def test_catalog_only_role_sees_every_relation(pg_cluster, catalog_db, admin_shop, tmp_path):
+    with dg.instance_for_test() as instance:
+        run = run_pipeline(
+            pg_cluster,
+            instance,
+            target=str(tmp_path),
+            user=catalog_db.reader_user,
+            password=catalog_db.reader_password,
+        )
+    # The reader can connect to shop only (and postgres, whose CONNECT is PUBLIC's).
+    assert "shop" in run.runs and "crm" not in run.runs
+    assert qualified_names(run) == qualified_names(admin_shop)
+    # ...yet it cannot read a single row of them.
+    with pytest.raises(Exception, match="permission denied"):
+        conn = pg_cluster.connect(
+            "shop", user=catalog_db.reader_user, password=catalog_db.reader_password
+        )
+        try:
+            conn.cursor().execute("SELECT * FROM hidden.secrets")
+        finally:
+            conn.close()

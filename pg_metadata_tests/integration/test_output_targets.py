@@ -1,0 +1,94 @@
+"""Output targets (local folder and S3), run-scoped prefixes, manifests and cross-run loading."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import dagster as dg
+import pytest
+
+from pg_metadata.definitions import build_definitions
+from pg_metadata_tests.pipeline import PipelineRun, make_resources, run_pipeline
+
+pytestmark = pytest.mark.integration
+
+
+def test_s3_target_through_endpoint(pg_cluster, catalog_db, s3_bucket, aws_env):
+    target = f"s3://{s3_bucket}/catalog/prod"
+    with dg.instance_for_test() as instance:
+        run = run_pipeline(pg_cluster, instance, target=target, include='{"^shop$": "*"}')
+    s3 = boto3.client("s3", endpoint_url=aws_env, region_name="us-east-1")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    run_id = run.runs["shop"].run_id
+    assert "catalog/prod/latest/shop.json" in keys
+    assert f"catalog/prod/runs/{run_id}/atlan/column/shop.json" in keys
+    assert f"catalog/prod/runs/{run_id}/raw/tables/shop.parquet" in keys
+    manifest = json.loads(
+        s3.get_object(Bucket=s3_bucket, Key="catalog/prod/latest/shop.json")["Body"].read()
+    )
+    assert all(
+        f["uri"].startswith(f"s3://{s3_bucket}/catalog/prod/runs/") for f in manifest["files"]
+    )
+    columns = run.entities("shop", "atlan/column")
+    assert len(columns) == manifest["entities"]["Column"] > 50
+    assert not any(k.startswith("catalog/prod/.staging") for k in keys)
+
+
+def test_failed_run_never_damages_latest(pg_cluster, catalog_db, tmp_path):
+    with dg.instance_for_test() as instance:
+        good = run_pipeline(pg_cluster, instance, target=str(tmp_path), include='{"^shop$": "*"}')
+        before = (tmp_path / "latest" / "shop.json").read_bytes()
+        # Same instance, but the Atlan settings are now invalid: raw assets succeed and are
+        # written, entity assets fail, so the manifest step never runs.
+        postgres, catalog, output = make_resources(
+            pg_cluster, target=str(tmp_path), include='{"^shop$": "*"}', connection_name=""
+        )
+        defs = build_definitions(postgres=postgres, catalog=catalog, output=output)
+        bad = defs.resolve_job_def("extract_database").execute_in_process(
+            instance=instance, partition_key="shop", raise_on_error=False
+        )
+    assert not bad.success
+    assert (tmp_path / "latest" / "shop.json").read_bytes() == before
+    assert (tmp_path / "runs" / bad.run_id / "raw" / "tables" / "shop.parquet").exists()
+    assert not (tmp_path / "runs" / bad.run_id / "manifest").exists()
+    assert json.loads(before)["run_id"] == good.runs["shop"].run_id
+
+
+def test_entities_load_raw_written_by_an_earlier_run(pg_cluster, catalog_db, tmp_path):
+    postgres, catalog, output = make_resources(
+        pg_cluster, target=str(tmp_path), include='{"^shop$": "*"}'
+    )
+    defs = build_definitions(postgres=postgres, catalog=catalog, output=output)
+    raw = dg.AssetSelection.key_prefixes(["raw"])
+    with dg.instance_for_test() as instance:
+        defs.resolve_job_def("discover_databases").execute_in_process(instance=instance)
+        first = dg.materialize(
+            defs.resolve_all_asset_specs() and _assets(defs),
+            instance=instance,
+            partition_key="shop",
+            selection=raw - dg.AssetSelection.assets(["raw", "databases"]),
+            resources=_resources(defs),
+        )
+        second = dg.materialize(
+            _assets(defs),
+            instance=instance,
+            partition_key="shop",
+            selection=dg.AssetSelection.key_prefixes(["atlan"], ["output"]),
+            resources=_resources(defs),
+        )
+        run = PipelineRun(instance, output, first)
+        manifest = run.manifest("shop")
+    assert first.success and second.success
+    by_asset = {f["asset"]: f["run_id"] for f in manifest["files"]}
+    assert by_asset["raw/columns"] == first.run_id
+    assert by_asset["atlan/column"] == second.run_id
+    assert manifest["entities"]["Column"] > 50
+
+
+def _assets(defs: dg.Definitions) -> list:
+    return list(defs.assets)
+
+
+def _resources(defs: dg.Definitions) -> dict:
+    return dict(defs.resources)
