@@ -1,12 +1,14 @@
 """Software-defined assets: thin Dagster wrappers over the extract, entity and format modules."""
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import dagster as dg
 
 from pg_metadata import entities as E
-from pg_metadata.datasets import DATABASES, PER_DATABASE, Dataset
+from pg_metadata.datasets import COLUMNS, DATABASES, PER_DATABASE, SCHEMAS, TABLES, Dataset
 from pg_metadata.errors import OutputError, PgMetadataError
 from pg_metadata.extract import read_catalog
 from pg_metadata.formats import Entities, ParquetFile
@@ -163,7 +165,7 @@ _ENTITY = {
     key=ENTITY_KEYS[E.DATABASE],
     ins={
         "databases": dg.AssetIn(raw_key(DATABASES)),
-        "schemas": dg.AssetIn(raw_key(PER_DATABASE[0])),
+        "schemas": dg.AssetIn(raw_key(SCHEMAS)),
     },
     description="The Atlan Database entity of this partition's database (JSON Lines).",
     **_ENTITY,
@@ -186,52 +188,37 @@ def database_entity(
     return Entities(E.DATABASE, [E.database_entity(rows[0], schemas.num_rows, ctx)])
 
 
-@dg.asset(
-    key=ENTITY_KEYS[E.SCHEMA],
-    ins={"schemas": dg.AssetIn(raw_key(PER_DATABASE[0]))},
-    description="Atlan Schema entities of one database (JSON Lines).",
-    **_ENTITY,
-)
-def schema_entities(
-    context: dg.AssetExecutionContext, catalog: CatalogSettings, schemas: ParquetFile
-) -> Entities:
-    with user_errors():
-        ctx = atlan_context(context, catalog)
-    return Entities(E.SCHEMA, (E.schema_entity(r, ctx) for r in schemas.rows()))
-
-
-def relation_asset(type_name: str) -> dg.AssetsDefinition:
-    """The entity asset of one relation typeName, read from raw tables."""
+def entity_asset(
+    type_name: str,
+    dataset: Dataset,
+    to_entities: Callable[[Iterator[dict[str, Any]], E.AtlanContext], Iterable[dict[str, Any]]],
+) -> dg.AssetsDefinition:
+    """The asset of one Atlan typeName, transformed from one raw dataset."""
 
     @dg.asset(
         key=ENTITY_KEYS[type_name],
-        ins={"tables": dg.AssetIn(raw_key(PER_DATABASE[1]))},
+        ins={"raw": dg.AssetIn(raw_key(dataset))},
         description=f"Atlan {type_name} entities of one database (JSON Lines).",
         **_ENTITY,
     )
-    def _relation_entities(
-        context: dg.AssetExecutionContext, catalog: CatalogSettings, tables: ParquetFile
+    def _entities(
+        context: dg.AssetExecutionContext, catalog: CatalogSettings, raw: ParquetFile
     ) -> Entities:
         with user_errors():
             ctx = atlan_context(context, catalog)
-        return Entities(type_name, E.relation_entities(tables.rows(), ctx, type_name))
+        return Entities(type_name, to_entities(raw.rows(), ctx))
 
-    return _relation_entities
-
-
-@dg.asset(
-    key=ENTITY_KEYS[E.COLUMN],
-    ins={"columns": dg.AssetIn(raw_key(PER_DATABASE[2]))},
-    description="Atlan Column entities of one database (JSON Lines).",
-    **_ENTITY,
-)
-def column_entities(
-    context: dg.AssetExecutionContext, catalog: CatalogSettings, columns: ParquetFile
-) -> Entities:
-    with user_errors():
-        ctx = atlan_context(context, catalog)
-    return Entities(E.COLUMN, (E.column_entity(r, ctx) for r in columns.rows()))
+    return _entities
 
 
-relation_assets = [relation_asset(t) for t in E.RELATION_TYPES]
+def _each(build: Callable[[dict[str, Any], E.AtlanContext], dict[str, Any]]):
+    return lambda rows, ctx: (build(row, ctx) for row in rows)
+
+
+schema_entities = entity_asset(E.SCHEMA, SCHEMAS, _each(E.schema_entity))
+relation_assets = [
+    entity_asset(t, TABLES, functools.partial(E.relation_entities, type_name=t))
+    for t in E.RELATION_TYPES
+]
+column_entities = entity_asset(E.COLUMN, COLUMNS, _each(E.column_entity))
 entity_assets = [database_entity, schema_entities, *relation_assets, column_entities]

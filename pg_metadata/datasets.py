@@ -8,6 +8,7 @@ from importlib import resources
 import pyarrow as pa
 
 SQL_DIALECT = "postgres"
+INCLUDE = "--@include "
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,17 @@ class Dataset:
         return [n for n, _, _ in self.fields]
 
     def sql(self, dialect: str = SQL_DIALECT) -> str:
-        """The query text, read from the package's sql/<dialect>/<name>.sql."""
-        return (
-            resources.files("pg_metadata")
-            .joinpath("sql", dialect, f"{self.name}.sql")
-            .read_text(encoding="utf-8")
-        )
+        """The query of sql/<dialect>/<name>.sql, with `--@include` lines expanded."""
+        return read_sql(dialect, self.name)
+
+
+def read_sql(dialect: str, name: str) -> str:
+    """A SQL file of the package; a line `--@include x` is replaced by the file x.sql."""
+    path = resources.files("pg_metadata").joinpath("sql", dialect, f"{name}.sql")
+    return "".join(
+        read_sql(dialect, line.split()[1]) if line.startswith(INCLUDE) else line
+        for line in path.read_text("utf-8").splitlines(keepends=True)
+    )
 
 
 S, I64, I32, B = pa.string(), pa.int64(), pa.int32(), pa.bool_()

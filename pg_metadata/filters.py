@@ -93,9 +93,11 @@ def _parse_rules(value: str | dict | None, what: str) -> tuple[FilterRule, ...]:
     for db_pattern, schemas in value.items():
         if not isinstance(db_pattern, str) or not db_pattern.strip():
             raise ConfigError(f"{what}: database keys must be non-empty regex strings")
-        _check_regex(db_pattern, f"{what}, database key {db_pattern!r}")
+        _check_regex(_anchor(db_pattern), f"{what}, database key {db_pattern!r}")
         for schema_pattern in _schema_patterns(schemas, what, db_pattern):
-            _check_regex(schema_pattern, f"{what}, schema {schema_pattern!r} of {db_pattern!r}")
+            _check_regex(
+                _anchor(schema_pattern), f"{what}, schema {schema_pattern!r} of {db_pattern!r}"
+            )
             rules.append(FilterRule(_anchor(db_pattern), _anchor(schema_pattern)))
     return tuple(rules)
 

@@ -37,11 +37,17 @@ class ConnectionSettings:
     def __post_init__(self) -> None:
         if self.sslmode is not None and self.sslmode not in SSL_MODES:
             raise ConfigError(
-                f"sslmode {self.sslmode!r} is not valid; use one of {', '.join(SSL_MODES)}"
+                f"sslmode {self.sslmode!r} (PGSSLMODE) is not valid; "
+                f"use one of {', '.join(SSL_MODES)}"
             )
         if self.port is not None and not 0 < self.port < 65536:
             raise ConfigError(f"port {self.port} is out of range; use 1-65535 (PGPORT)")
-        for name in ("connect_timeout_s", "statement_timeout_ms", "lock_timeout_ms"):
+        for name in (
+            "connect_timeout_s",
+            "statement_timeout_ms",
+            "lock_timeout_ms",
+            "idle_in_transaction_timeout_ms",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
 

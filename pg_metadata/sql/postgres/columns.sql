@@ -1,17 +1,9 @@
 -- Every live column (attnum > 0, not dropped) of every relation that tables.sql returns.
 -- Key flags are aggregated per (relation, column) first, so a column in several constraints
 -- still yields exactly one row. Sizes and precision follow information_schema.columns.
-WITH selected_schemas AS (
-    SELECT n.oid, n.nspname
-    FROM pg_catalog.pg_namespace AS n
-    WHERE n.nspname <> 'information_schema'
-      AND n.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)'
-      AND (pg_catalog.cardinality(%(include_db)s::text[]) = 0
-           OR EXISTS (SELECT 1 FROM unnest(%(include_db)s::text[], %(include_schema)s::text[]) AS f(db, sch)
-                      WHERE pg_catalog.current_database() ~ f.db AND n.nspname ~ f.sch))
-      AND NOT EXISTS (SELECT 1 FROM unnest(%(exclude_db)s::text[], %(exclude_schema)s::text[]) AS f(db, sch)
-                      WHERE pg_catalog.current_database() ~ f.db AND n.nspname ~ f.sch)
-),
+WITH
+--@include selected_schemas
+,
 relations AS (
     SELECT c.oid, c.relname, s.nspname, c.relkind, c.relispartition
     FROM pg_catalog.pg_class AS c

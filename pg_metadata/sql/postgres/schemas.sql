@@ -1,17 +1,9 @@
 -- Schemas of the current database selected by the filters, with their table and view counts.
 -- tableCount counts ordinary, partitioned and foreign tables that are not partitions (the
 -- Table entities we emit); viewsCount counts views and materialized views.
-WITH selected_schemas AS (
-    SELECT n.oid, n.nspname, n.nspowner
-    FROM pg_catalog.pg_namespace AS n
-    WHERE n.nspname <> 'information_schema'
-      AND n.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)'
-      AND (pg_catalog.cardinality(%(include_db)s::text[]) = 0
-           OR EXISTS (SELECT 1 FROM unnest(%(include_db)s::text[], %(include_schema)s::text[]) AS f(db, sch)
-                      WHERE pg_catalog.current_database() ~ f.db AND n.nspname ~ f.sch))
-      AND NOT EXISTS (SELECT 1 FROM unnest(%(exclude_db)s::text[], %(exclude_schema)s::text[]) AS f(db, sch)
-                      WHERE pg_catalog.current_database() ~ f.db AND n.nspname ~ f.sch)
-),
+WITH
+--@include selected_schemas
+,
 relation_counts AS (
     SELECT c.relnamespace,
            count(*) FILTER (WHERE c.relkind IN ('r', 'p', 'f') AND NOT c.relispartition) AS table_count,

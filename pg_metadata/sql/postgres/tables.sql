@@ -2,17 +2,9 @@
 -- any depth, views and materialized views. One row per relation; all joins are on OIDs.
 -- Sizes and row counts come from the catalog (relpages/reltuples, as of the last VACUUM or
 -- ANALYZE), so no relation is opened or locked.
-WITH RECURSIVE selected_schemas AS (
-    SELECT n.oid, n.nspname
-    FROM pg_catalog.pg_namespace AS n
-    WHERE n.nspname <> 'information_schema'
-      AND n.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)'
-      AND (pg_catalog.cardinality(%(include_db)s::text[]) = 0
-           OR EXISTS (SELECT 1 FROM unnest(%(include_db)s::text[], %(include_schema)s::text[]) AS f(db, sch)
-                      WHERE pg_catalog.current_database() ~ f.db AND n.nspname ~ f.sch))
-      AND NOT EXISTS (SELECT 1 FROM unnest(%(exclude_db)s::text[], %(exclude_schema)s::text[]) AS f(db, sch)
-                      WHERE pg_catalog.current_database() ~ f.db AND n.nspname ~ f.sch)
-),
+WITH RECURSIVE
+--@include selected_schemas
+,
 relations AS (
     SELECT c.oid, c.relname, c.relnamespace, s.nspname, c.relkind, c.relispartition
     FROM pg_catalog.pg_class AS c

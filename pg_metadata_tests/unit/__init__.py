@@ -1,0 +1,1 @@
+"""Fast, offline unit tests for the pure (Dagster-free) modules: no database, no network."""
