@@ -26,6 +26,8 @@ setup(
             "pytest>=8",
             "moto[server]>=5.1",
             "ruff>=0.6",
+            # self-signed CA and server certificates for the TLS tests
+            "cryptography>=42",
         ],
     },
     entry_points={"console_scripts": ["pg-metadata=pg_metadata.cli:main"]},

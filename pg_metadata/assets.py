@@ -75,6 +75,7 @@ def databases(
 ) -> dg.Output:
     with user_errors(context, postgres.retries):
         catalog.validate()
+        postgres.validate()
         params = catalog.catalog_filter().sql_params()
         conn = postgres.connect()
         try:

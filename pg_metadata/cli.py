@@ -17,7 +17,10 @@ ENV_HELP = """environment variables (options win over them):
   PG_METADATA_TEMP_TABLE_REGEX     relation names to skip, e.g. '^tmp_'
   ATLAN_CONNECTION_QUALIFIED_NAME  e.g. default/postgres/1717000000
   ATLAN_CONNECTION_NAME            e.g. prod-pg
-  AWS_* / AWS_ENDPOINT_URL         S3 credentials and endpoint (standard AWS chain)
+  PG_METADATA_AUTH                 basic (default), iam_user or iam_role (AWS RDS IAM)
+  PG_METADATA_AWS_REGION           region for IAM tokens (else AWS_REGION, else the RDS host)
+  PG_METADATA_ROLE_ARN / _EXTERNAL_ID / _ROLE_SESSION_NAME   iam_role: the role to assume
+  AWS_* / AWS_ENDPOINT_URL         AWS credentials (standard chain), S3/STS endpoint
 The password is never an option: use PGPASSWORD or ~/.pgpass."""
 
 
@@ -68,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--database", help="first database to connect to (PGDATABASE)")
     ex.add_argument("--sslmode", help="libpq sslmode (PGSSLMODE)")
     ex.add_argument("--sslrootcert", help="CA bundle for verify-ca/verify-full (PGSSLROOTCERT)")
+    ex.add_argument("--auth", choices=["basic", "iam_user", "iam_role"], help="PG_METADATA_AUTH")
+    ex.add_argument("--aws-region", help="PG_METADATA_AWS_REGION")
+    ex.add_argument("--aws-profile", help="named AWS profile for IAM auth (AWS_PROFILE)")
+    ex.add_argument("--role-arn", help="iam_role: role to assume (PG_METADATA_ROLE_ARN)")
+    ex.add_argument("--external-id", help="iam_role: external id (PG_METADATA_EXTERNAL_ID)")
+    ex.add_argument("--role-session-name", help="PG_METADATA_ROLE_SESSION_NAME")
     ex.add_argument(
         "--retries",
         type=int,
@@ -117,6 +126,12 @@ def extract(args: argparse.Namespace) -> int:
         sslmode=args.sslmode,
         sslrootcert=args.sslrootcert,
         retries=args.retries,
+        auth=args.auth,
+        aws_region=args.aws_region,
+        aws_profile=args.aws_profile,
+        role_arn=args.role_arn,
+        external_id=args.external_id,
+        role_session_name=args.role_session_name,
     )
     catalog = CatalogSettings(
         include_filter=args.include or "",
@@ -130,6 +145,7 @@ def extract(args: argparse.Namespace) -> int:
     # Everything checkable without a connection is checked before any work starts.
     catalog.validate()
     parse_target(output.target)
+    postgres.validate()
     settings = postgres.settings()
 
     defs = build_definitions(postgres=postgres, catalog=catalog, output=output)

@@ -54,8 +54,10 @@ class ThrowawayServer:
         admin_user: str = "pgm_admin",
         admin_password: str = "admin-secret",
         settings: dict[str, str] | None = None,
+        hba_lines: list[str] | None = None,
     ) -> None:
         self.admin_user, self.admin_password = admin_user, admin_password
+        self.hba_lines = list(hba_lines or [])
         self.settings = {**DEFAULT_SETTINGS, **(settings or {})}
         self.host = "127.0.0.1"
         self.port = 0
@@ -128,6 +130,9 @@ class ThrowawayServer:
         with (self.workdir / "data" / "postgresql.conf").open("a") as conf:
             conf.write("\n# pg_metadata throwaway cluster\n")
             conf.writelines(f"{k} = '{v}'\n" for k, v in settings.items())
+        if self.hba_lines:  # first match wins, so extra lines go first
+            hba = self.workdir / "data" / "pg_hba.conf"
+            hba.write_text("\n".join(self.hba_lines) + "\n" + hba.read_text())
 
     def _start(self) -> None:
         assert self.workdir is not None

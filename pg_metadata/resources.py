@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import dagster as dg
 import psycopg2.extensions
+import sqlalchemy as sa
 from dagster_aws.s3 import S3Resource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
+from pg_metadata.auth import AuthMode, AwsAuthSettings, IamTokenHook
 from pg_metadata.entities import AtlanContext
 from pg_metadata.filters import CatalogFilter
 from pg_metadata.settings import DEFAULT_APPLICATION_NAME, ConnectionSettings
-from pg_metadata.source import connect
+from pg_metadata.source import CredentialHook, connect, create_engine
 from pg_metadata.storage import DEFAULT_TARGET, LocalStore, ObjectStore, S3Store, parse_target
 
 
@@ -42,9 +45,54 @@ class PostgresResource(dg.ConfigurableResource):
     retries: int = Field(
         default=3, description="Retries (2s, 4s, 8s... apart) when the server is unreachable"
     )
+    auth: str | None = Field(
+        default=None, description="basic (default), iam_user or iam_role (PG_METADATA_AUTH)"
+    )
+    aws_region: str | None = Field(
+        default=None, description="PG_METADATA_AWS_REGION, else AWS_REGION, else the RDS host"
+    )
+    aws_access_key_id: str | None = Field(default=None, description="Default: AWS chain")
+    aws_secret_access_key: str | None = Field(default=None, description="Use EnvVar")
+    aws_session_token: str | None = Field(default=None, description="Use EnvVar")
+    aws_profile: str | None = Field(default=None, description="Named AWS profile")
+    role_arn: str | None = Field(default=None, description="iam_role: PG_METADATA_ROLE_ARN")
+    external_id: str | None = Field(default=None, description="PG_METADATA_EXTERNAL_ID")
+    role_session_name: str | None = Field(
+        default=None, description="PG_METADATA_ROLE_SESSION_NAME (default pg_metadata)"
+    )
+
+    _hook: Any = PrivateAttr(default=None)
+
+    def auth_settings(self) -> AwsAuthSettings:
+        """Resolved auth settings (config over PG_METADATA_* variables)."""
+        return AwsAuthSettings.from_env(
+            os.environ,
+            mode=self.auth,
+            region=self.aws_region,
+            access_key_id=self.aws_access_key_id,
+            secret_access_key=self.aws_secret_access_key,
+            session_token=self.aws_session_token,
+            profile=self.aws_profile,
+            role_arn=self.role_arn,
+            external_id=self.external_id,
+            role_session_name=self.role_session_name,
+        )
 
     def settings(self) -> ConnectionSettings:
-        """Resolved connection settings (config over libpq variables)."""
+        """Resolved connection settings (config over libpq variables).
+
+        IAM modes default to sslmode=require: RDS refuses IAM tokens in clear text.
+        """
+        settings = self._libpq_settings()
+        if settings.sslmode is None and self.auth_settings().mode is not AuthMode.BASIC:
+            settings = settings.replace(sslmode="require")
+        return settings
+
+    def validate(self) -> None:
+        """Check the connection and auth settings before any work starts."""
+        self.auth_settings().validate(self.settings())
+
+    def _libpq_settings(self) -> ConnectionSettings:
         return ConnectionSettings.from_env(
             os.environ,
             host=self.host,
@@ -62,7 +110,23 @@ class PostgresResource(dg.ConfigurableResource):
 
     def connect(self, database: str | None = None) -> psycopg2.extensions.connection:
         """A new read-only connection to one database (the first database by default)."""
-        return connect(self.settings(), database)
+        settings = self.settings()
+        return connect(settings, database, self.credential_hook(), self.auth_settings().mode.value)
+
+    def engine(self, database: str | None = None, **kwargs: Any) -> sa.Engine:
+        """A SQLAlchemy engine with the same settings; fresh IAM token per connection."""
+        return create_engine(self.settings(), database, self.credential_hook(), **kwargs)
+
+    def credential_hook(self) -> CredentialHook | None:
+        """None for basic auth; for IAM, one token signer per resource (role cached)."""
+        auth = self.auth_settings()
+        if auth.mode is AuthMode.BASIC:
+            return None
+        if self._hook is None:
+            settings = self.settings()
+            auth.validate(settings)
+            self._hook = IamTokenHook(auth, settings.host)
+        return self._hook
 
 
 class CatalogSettings(dg.ConfigurableResource):

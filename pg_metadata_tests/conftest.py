@@ -33,6 +33,9 @@ CLUSTER_SETTINGS = {
     "log_statement": "all",
     "log_line_prefix": "%m [%p] app=%a db=%d user=%u ",
 }
+# The IAM tests' loopback RDS proxy checks the token, then relays to the cluster as this role.
+IAM_DB_USER = "iam_reader"
+CLUSTER_HBA = [f"host all {IAM_DB_USER} 127.0.0.1/32 trust"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -153,7 +156,9 @@ def pg_cluster() -> Iterator[PgCluster]:
         )
         return
     try:
-        server = ThrowawayServer(ADMIN_USER, ADMIN_PASSWORD, settings=CLUSTER_SETTINGS).start()
+        server = ThrowawayServer(
+            ADMIN_USER, ADMIN_PASSWORD, settings=CLUSTER_SETTINGS, hba_lines=CLUSTER_HBA
+        ).start()
     except PgMetadataError as exc:
         pytest.fail(f"{exc} (or set PG_METADATA_TEST_DSN)", pytrace=False)
     try:
