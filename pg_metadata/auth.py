@@ -197,7 +197,7 @@ class CredentialSource:
             kwargs["ExternalId"] = self.auth.external_id
         try:
             response = self._session().client("sts").assume_role(**kwargs)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        except Exception as exc:  # botocore raises plain ValueErrors from some providers too
             raise SourceConnectionError(
                 f"iam_role: cannot assume {self.auth.role_arn}: {_aws_reason(exc)} (check "
                 "PG_METADATA_ROLE_ARN, PG_METADATA_EXTERNAL_ID, the role's trust policy and "

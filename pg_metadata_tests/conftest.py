@@ -262,3 +262,15 @@ def pg_env(pg_cluster: PgCluster, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture(scope="session")
+def iam_db_role(pg_cluster: PgCluster, catalog_db: CatalogDb) -> str:
+    """The role the IAM tests connect as; the throwaway cluster trusts it from loopback."""
+    if pg_cluster.log_path is None:
+        pytest.skip("needs the throwaway cluster (it trusts the IAM role behind the proxy)")
+    exists = pg_cluster.query("SELECT 1 FROM pg_roles WHERE rolname = %s", params=(IAM_DB_USER,))
+    if not exists:
+        pg_cluster.execute(f"CREATE ROLE {IAM_DB_USER} LOGIN")
+    pg_cluster.execute(f"GRANT CONNECT ON DATABASE {catalog_db.shop} TO {IAM_DB_USER}")
+    return IAM_DB_USER

@@ -78,20 +78,23 @@ def make_resources(
     temp_table_regex: str = "",
     connection_name: str = "prod-pg",
     retries: int = 0,
+    postgres_kw: dict[str, Any] | None = None,
 ) -> tuple[PostgresResource, CatalogSettings, OutputTarget]:
-    """Resources pointing at the test server."""
+    """Resources pointing at the test server (postgres_kw overrides the PostgresResource)."""
     user = user or cluster.admin_user
     if password is None and user == cluster.admin_user:
         password = cluster.admin_password
-    postgres = PostgresResource(
-        host=cluster.host,
-        port=cluster.port,
-        user=user,
-        password=password,
-        database="postgres",
-        sslmode="disable",
-        retries=retries,
-    )
+    fields: dict[str, Any] = {
+        "host": cluster.host,
+        "port": cluster.port,
+        "user": user,
+        "password": password,
+        "database": "postgres",
+        "sslmode": "disable",
+        "retries": retries,
+    }
+    fields.update(postgres_kw or {})
+    postgres = PostgresResource(**fields)
     catalog = CatalogSettings(
         include_filter=include,
         exclude_filter=exclude,
