@@ -166,3 +166,53 @@ def test_iam_defaults_to_tls_require_and_basic_does_not(monkeypatch):
     assert verify.settings().sslmode == "verify-full"
     monkeypatch.setenv("PGSSLMODE", "verify-ca")
     assert PostgresResource(host="h", auth="iam_user").settings().sslmode == "verify-ca"
+
+
+def _token_key(token: str) -> str:
+    return parse_qs(urlsplit("https://" + token).query)["X-Amz-Credential"][0].split("/")[0]
+
+
+@pytest.fixture
+def no_ambient_aws(monkeypatch, tmp_path):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return tmp_path
+
+
+def test_named_profile_credentials_sign_the_token(no_ambient_aws):
+    (no_ambient_aws / "credentials").write_text(
+        "[catalog]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = profile-secret\n"
+    )
+    auth = AwsAuthSettings(AuthMode.IAM_USER, region="us-east-1", profile="catalog")
+    token = IamTokenHook(auth, "db")(ConnectionSettings(host="db", user="u"), "x")["password"]
+    assert _token_key(token) == "AKIDPROFILE"
+
+
+def test_explicit_keys_win_over_the_chain(no_ambient_aws, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFROMENV")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+    auth = AwsAuthSettings(
+        AuthMode.IAM_USER,
+        region="us-east-1",
+        access_key_id="AKIDEXPLICIT",
+        secret_access_key="explicit-secret",
+    )
+    token = IamTokenHook(auth, "db")(ConnectionSettings(host="db", user="u"), "x")["password"]
+    assert _token_key(token) == "AKIDEXPLICIT"
+
+
+def test_missing_profile_is_a_config_error(no_ambient_aws):
+    auth = AwsAuthSettings(AuthMode.IAM_USER, region="us-east-1", profile="nope")
+    with pytest.raises(ConfigError, match="AWS_PROFILE"):
+        IamTokenHook(auth, "db")(ConnectionSettings(host="db", user="u"), "x")
+
+
+def test_no_credentials_at_all_is_one_clear_line(no_ambient_aws):
+    from pg_metadata.errors import SourceConnectionError
+
+    auth = AwsAuthSettings(AuthMode.IAM_USER, region="us-east-1")
+    with pytest.raises(SourceConnectionError, match="no AWS credentials found"):
+        IamTokenHook(auth, "db")(ConnectionSettings(host="db", user="u"), "x")
