@@ -8,7 +8,15 @@ from typing import Any
 import dagster as dg
 
 from pg_metadata import entities as E
-from pg_metadata.datasets import COLUMNS, DATABASES, PER_DATABASE, SCHEMAS, TABLES, Dataset
+from pg_metadata.datasets import (
+    COLUMNS,
+    DATABASES,
+    FINGERPRINT,
+    PER_DATABASE,
+    SCHEMAS,
+    TABLES,
+    Dataset,
+)
 from pg_metadata.errors import OutputError, PgMetadataError
 from pg_metadata.extract import read_catalog
 from pg_metadata.formats import Entities, ParquetFile
@@ -126,14 +134,16 @@ def extract_catalog(
         params = catalog.catalog_filter().sql_params()
         conn = postgres.connect(database)
         try:
-            snapshot = read_catalog(conn, selected, params)
+            server_version = conn.info.parameter_status("server_version")
+            snapshot = read_catalog(conn, [*selected, FINGERPRINT], params)
         finally:
             conn.close()
-    context.log.info(
-        f"read {len(selected)} catalog queries of {database!r} in {snapshot.seconds:.2f}s "
-        f"({snapshot.statements} statements)"
-    )
     with snapshot:
+        (row,) = snapshot.results[FINGERPRINT.name].read_all().to_pylist()
+        context.log.info(
+            f"read {database!r} in {snapshot.seconds:.2f}s with {snapshot.statements} "
+            f"statements; {row['relation_count']} relations"
+        )
         for d in selected:
             result = snapshot.results[d.name]
             yield dg.Output(
@@ -142,6 +152,8 @@ def extract_catalog(
                 metadata={
                     "query_seconds": round(result.seconds, 3),
                     "statements_per_database": snapshot.statements,
+                    "catalog_fingerprint": row["fingerprint"],
+                    "server_version": server_version,
                 },
             )
 

@@ -114,6 +114,7 @@ TABLES = Dataset(
         ("root_name", S, "Root partitioned table"),
         ("root_selected", B, "The root is extracted in the same run"),
         ("view_definition", S, "pg_get_viewdef (views and materialized views)"),
+        ("view_dependencies", S, "JSON [[schema, relation], ...] a view reads from"),
         ("foreign_server", S, "Foreign server of a foreign table"),
         ("foreign_data_wrapper", S, "Foreign-data wrapper of a foreign table"),
         ("foreign_options", S, "Foreign table options"),
@@ -158,5 +159,14 @@ COLUMNS = Dataset(
     ),
 )
 
+FINGERPRINT = Dataset(
+    "fingerprint",
+    "A cheap fingerprint of one database's selected catalog, to detect schema changes.",
+    (
+        ("relation_count", I64, "Relations selected"),
+        ("fingerprint", S, "md5 over per-category counts and row-hash sums"),
+    ),
+)
+
 PER_DATABASE = (SCHEMAS, TABLES, COLUMNS)
-BY_NAME = {d.name: d for d in (DATABASES, *PER_DATABASE)}
+BY_NAME = {d.name: d for d in (DATABASES, *PER_DATABASE, FINGERPRINT)}

@@ -6,7 +6,8 @@ import os
 
 import dagster as dg
 
-from pg_metadata.assets import databases, entity_assets, extract_catalog
+from pg_metadata.assets import ENTITY_KEYS, databases, entity_assets, extract_catalog
+from pg_metadata.checks import entity_asset_checks
 from pg_metadata.io_manager import CatalogIOManager
 from pg_metadata.manifest import manifest
 from pg_metadata.resources import CatalogSettings, OutputTarget, PostgresResource
@@ -25,6 +26,12 @@ extract_database_job = dg.define_asset_job(
     description="Extract one database (partition): raw catalog, Atlan entities, manifest.",
 )
 
+check_entities_job = dg.define_asset_job(
+    "check_entities",
+    selection=dg.AssetSelection.checks_for_assets(*ENTITY_KEYS.values()),
+    description="Re-run the integrity checks on a database's latest entity output.",
+)
+
 
 def build_definitions(
     postgres: PostgresResource | None = None,
@@ -35,7 +42,8 @@ def build_definitions(
     output = output or OutputTarget(target=os.environ.get("PG_METADATA_OUTPUT") or DEFAULT_TARGET)
     return dg.Definitions(
         assets=ALL_ASSETS,
-        jobs=[discover_databases_job, extract_database_job],
+        asset_checks=entity_asset_checks,
+        jobs=[discover_databases_job, extract_database_job, check_entities_job],
         resources={
             "postgres": postgres or PostgresResource(),
             "catalog": catalog or CatalogSettings.from_env(),

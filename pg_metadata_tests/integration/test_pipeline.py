@@ -221,3 +221,11 @@ def test_entities_carry_run_and_connection(shop, full_run):
         assert a["lastSyncRun"] == run_id and a["connectionName"] == "prod-pg"
         assert a["connectionQualifiedName"] == C and a["connectorName"] == "postgres"
         assert a["lastSyncWorkflowName"] == "extract_database"
+
+
+def test_integrity_checks_ran_and_passed(full_run):
+    for db, result in full_run.runs.items():
+        evaluations = result.get_asset_check_evaluations()
+        assert len(evaluations) == 21, db  # 7 entity assets, 2-4 checks each
+        failed = [e.check_name for e in evaluations if not e.passed]
+        assert not failed, (db, failed)

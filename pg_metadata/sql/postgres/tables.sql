@@ -70,6 +70,20 @@ child_counts AS (
     WHERE r.relkind = 'p'
     GROUP BY i.inhparent
 ),
+-- relations each view or materialized view reads from (its rewrite rule's dependencies)
+view_dependencies AS (
+    SELECT rw.ev_class AS view_oid,
+           json_agg(DISTINCT jsonb_build_array(dn.nspname, dc.relname))::text AS depends_on
+    FROM pg_catalog.pg_rewrite AS rw
+    JOIN relations AS r ON r.oid = rw.ev_class AND r.relkind IN ('v', 'm')
+    JOIN pg_catalog.pg_depend AS dep
+        ON dep.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND dep.objid = rw.oid
+       AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+       AND dep.refobjid <> rw.ev_class
+    JOIN pg_catalog.pg_class AS dc ON dc.oid = dep.refobjid
+    JOIN pg_catalog.pg_namespace AS dn ON dn.oid = dc.relnamespace
+    GROUP BY rw.ev_class
+),
 live_columns AS (
     SELECT a.attrelid, count(*) AS columns
     FROM pg_catalog.pg_attribute AS a
@@ -117,6 +131,7 @@ SELECT
     rc.relname                                             AS root_name,
     (rr.oid IS NOT NULL)                                   AS root_selected,
     CASE WHEN r.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(r.oid, true) END AS view_definition,
+    vd.depends_on                                          AS view_dependencies,
     fs.srvname                                             AS foreign_server,
     fw.fdwname                                             AS foreign_data_wrapper,
     pg_catalog.array_to_string(ft.ftoptions, ', ')         AS foreign_options
@@ -125,6 +140,7 @@ JOIN pg_catalog.pg_class AS c ON c.oid = r.oid
 LEFT JOIN pg_catalog.pg_description AS d
     ON d.objoid = r.oid AND d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid = 0
 LEFT JOIN live_columns AS lc ON lc.attrelid = r.oid
+LEFT JOIN view_dependencies AS vd ON vd.view_oid = r.oid
 LEFT JOIN own_stats AS os ON os.oid = r.oid
 LEFT JOIN tree_stats AS ts ON ts.oid = r.oid
 LEFT JOIN pg_catalog.pg_partitioned_table AS pt ON pt.partrelid = r.oid

@@ -1,0 +1,128 @@
+"""Integrity checks over emitted entities: pure functions behind the Dagster asset checks."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pg_metadata import entities as E
+
+REFERENCE_KEYS = (
+    "database",
+    "atlanSchema",
+    "parentTable",
+    "parentTablePartition",
+    "table",
+    "view",
+    "materialisedView",
+    "tablePartition",
+)
+COLUMN_PARENTS = {
+    "table": "tableQualifiedName",
+    "tablePartition": "tableQualifiedName",
+    "view": "viewQualifiedName",
+    "materialisedView": "viewQualifiedName",
+}
+SAMPLE = 10
+
+
+@dataclass
+class Finding:
+    """Outcome of one check: how many problems, and a few examples."""
+
+    problems: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, example: str) -> None:
+        self.problems += 1
+        if len(self.examples) < SAMPLE:
+            self.examples.append(example)
+
+    @property
+    def passed(self) -> bool:
+        return self.problems == 0
+
+
+def qualified_name(entity: Mapping[str, Any]) -> str:
+    return entity["attributes"]["qualifiedName"]
+
+
+def duplicate_qualified_names(
+    entities: Callable[[], Iterable[Mapping[str, Any]]],
+) -> Finding:
+    """QualifiedNames emitted more than once.
+
+    Two passes over `entities()` keep memory small on millions of columns: 64-bit hashes
+    first, then an exact count of only the names whose hash repeated.
+    """
+    seen: set[int] = set()
+    suspects: set[int] = set()
+    for entity in entities():
+        h = hash(qualified_name(entity))
+        if h in seen:
+            suspects.add(h)
+        seen.add(h)
+    seen.clear()
+    finding = Finding()
+    if suspects:
+        counts = Counter(qn for qn in qualified_names(entities()) if hash(qn) in suspects)
+        for qn, n in sorted(counts.items()):
+            for _ in range(n - 1):
+                finding.add(qn)
+    return finding
+
+
+def unresolved_references(
+    entities: Iterable[Mapping[str, Any]], known: Mapping[str, set[str]]
+) -> Finding:
+    """References whose target (typeName, qualifiedName) is not among the emitted entities."""
+    finding = Finding()
+    for entity in entities:
+        attributes = entity["attributes"]
+        for key in REFERENCE_KEYS:
+            target = attributes.get(key)
+            if target is None:
+                continue
+            type_name = target.get("typeName")
+            target_qn = target.get("uniqueAttributes", {}).get("qualifiedName")
+            if target_qn not in known.get(type_name, ()):
+                finding.add(f"{qualified_name(entity)} -{key}-> {type_name} {target_qn}")
+    return finding
+
+
+def column_parent_problems(columns: Iterable[Mapping[str, Any]]) -> Finding:
+    """Every column must have exactly one parent reference, consistent with its names."""
+    finding = Finding()
+    for column in columns:
+        attributes = column["attributes"]
+        parents = [k for k in COLUMN_PARENTS if k in attributes]
+        if len(parents) != 1:
+            finding.add(f"{qualified_name(column)} has parents {parents or 'none'}")
+            continue
+        key = parents[0]
+        parent_qn = attributes[key]["uniqueAttributes"]["qualifiedName"]
+        if attributes.get(COLUMN_PARENTS[key]) != parent_qn:
+            finding.add(f"{qualified_name(column)}: {key} disagrees with {COLUMN_PARENTS[key]}")
+        elif not qualified_name(column).startswith(parent_qn + "/"):
+            finding.add(f"{qualified_name(column)} is not under its parent {parent_qn}")
+    return finding
+
+
+def expected_count(type_name: str, raw_rows: Iterable[Mapping[str, Any]]) -> int:
+    """How many entities of a type the raw rows should produce."""
+    if type_name in E.RELATION_TYPES:
+        return sum(1 for row in raw_rows if E.relation_type(row) == type_name)
+    return sum(1 for _ in raw_rows)
+
+
+def count_by_type(entities: Iterable[Mapping[str, Any]]) -> Counter:
+    """Entities per typeName."""
+    return Counter(e["typeName"] for e in entities)
+
+
+def qualified_names(entities: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    """QualifiedNames, for building the `known` sets."""
+    for entity in entities:
+        yield qualified_name(entity)

@@ -1,0 +1,69 @@
+"""The integrity checks' logic on clean and corrupted entities."""
+
+from __future__ import annotations
+
+import copy
+
+from pg_metadata import validation as V
+from pg_metadata.entities import COLUMN, TABLE, ref
+
+
+def column(qn: str, parent: str, key: str = "table", parent_type: str = TABLE) -> dict:
+    name_key = "tableQualifiedName" if key in ("table", "tablePartition") else "viewQualifiedName"
+    return {
+        "typeName": COLUMN,
+        "attributes": {"qualifiedName": qn, name_key: parent, key: ref(parent_type, parent)},
+    }
+
+
+CLEAN = [column("c/db/s/t/a", "c/db/s/t"), column("c/db/s/t/b", "c/db/s/t")]
+KNOWN = {TABLE: {"c/db/s/t"}}
+
+
+def test_clean_columns_pass_every_check():
+    assert V.duplicate_qualified_names(lambda: iter(CLEAN)).passed
+    assert V.unresolved_references(CLEAN, KNOWN).passed
+    assert V.column_parent_problems(CLEAN).passed
+
+
+def test_duplicates_are_found_and_counted():
+    finding = V.duplicate_qualified_names(lambda: iter([*CLEAN, CLEAN[0], CLEAN[0]]))
+    assert finding.problems == 2 and finding.examples == ["c/db/s/t/a", "c/db/s/t/a"]
+
+
+def test_dangling_reference_is_found():
+    finding = V.unresolved_references([*CLEAN, column("c/db/s/x/a", "c/db/s/x")], KNOWN)
+    assert finding.problems == 1 and "c/db/s/x" in finding.examples[0]
+
+
+def test_reference_to_the_wrong_type_is_found():
+    wrong = column("c/db/s/t/c", "c/db/s/t", key="view", parent_type="View")
+    assert V.unresolved_references([wrong], KNOWN).problems == 1
+
+
+def test_columns_without_or_with_two_parents_are_found():
+    orphan = copy.deepcopy(CLEAN[0])
+    del orphan["attributes"]["table"]
+    twice = copy.deepcopy(CLEAN[1])
+    twice["attributes"]["view"] = ref("View", "c/db/s/v")
+    finding = V.column_parent_problems([orphan, twice])
+    assert finding.problems == 2
+
+
+def test_parent_disagreeing_with_names_is_found():
+    odd = column("c/db/s/t/a", "c/db/s/t")
+    odd["attributes"]["tableQualifiedName"] = "c/db/s/other"
+    elsewhere = column("c/db/s/u/a", "c/db/s/t")
+    assert V.column_parent_problems([odd, elsewhere]).problems == 2
+
+
+def test_expected_count_by_relation_type():
+    rows = [
+        {"is_partition": False, "table_kind": "r"},
+        {"is_partition": True, "table_kind": "r"},
+        {"is_partition": False, "table_kind": "v"},
+        {"is_partition": False, "table_kind": "f"},
+    ]
+    assert V.expected_count(TABLE, rows) == 2
+    assert V.expected_count("TablePartition", rows) == 1
+    assert V.expected_count(COLUMN, rows) == 4
