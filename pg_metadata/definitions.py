@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from pg_metadata.assets import ENTITY_KEYS, databases, entity_assets, extract_catalog
+from pg_metadata.automation import catalog_changes, database_discovery, nightly_refresh
 from pg_metadata.checks import entity_asset_checks
 from pg_metadata.io_manager import CatalogIOManager
 from pg_metadata.manifest import manifest
@@ -43,6 +44,8 @@ def build_definitions(
     return dg.Definitions(
         assets=ALL_ASSETS,
         asset_checks=entity_asset_checks,
+        sensors=[database_discovery, catalog_changes],
+        schedules=[nightly_refresh],
         jobs=[discover_databases_job, extract_database_job, check_entities_job],
         resources={
             "postgres": postgres or PostgresResource(),

@@ -172,3 +172,22 @@ def _rollback_quietly(conn: psycopg2.extensions.connection) -> None:
             conn.rollback()
     except psycopg2.Error:
         pass
+
+
+def query_rows(
+    conn: psycopg2.extensions.connection, dataset: Dataset, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A small query's rows as dicts, in one short read-only transaction."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(dataset.sql(), params)
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        conn.commit()
+    except psycopg2.Error as exc:
+        _rollback_quietly(conn)
+        lost = type(exc) in (psycopg2.OperationalError, psycopg2.InterfaceError)
+        raise ExtractionError(
+            describe_query_error(dataset.name, conn.info.dbname, exc), transient=lost
+        ) from None
+    return rows
