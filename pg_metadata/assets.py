@@ -201,6 +201,26 @@ def database_entity(
     return Entities(E.DATABASE, [E.database_entity(rows[0], schemas.num_rows, ctx)])
 
 
+def entity_schema(type_name: str) -> dg.TableSchema:
+    """The entity attributes computed from raw columns, as Dagster table schema metadata."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(f"attributes.{attr}", "json", description=f"from {', '.join(cols)}")
+            for attr, cols in E.ATTRIBUTE_SOURCES[type_name].items()
+        ]
+    )
+
+
+def column_lineage(type_name: str, source: dg.AssetKey) -> dg.TableColumnLineage:
+    """Which raw columns each entity attribute is computed from."""
+    return dg.TableColumnLineage(
+        deps_by_column={
+            f"attributes.{attr}": [dg.TableColumnDep(asset_key=source, column_name=c) for c in cols]
+            for attr, cols in E.ATTRIBUTE_SOURCES[type_name].items()
+        }
+    )
+
+
 def entity_asset(
     type_name: str,
     dataset: Dataset,
@@ -212,14 +232,18 @@ def entity_asset(
         key=ENTITY_KEYS[type_name],
         ins={"raw": dg.AssetIn(raw_key(dataset))},
         description=f"Atlan {type_name} entities of one database (JSON Lines).",
+        metadata={"dagster/column_schema": entity_schema(type_name)},
         **_ENTITY,
     )
     def _entities(
         context: dg.AssetExecutionContext, catalog: CatalogSettings, raw: ParquetFile
-    ) -> Entities:
+    ) -> dg.Output:
         with user_errors():
             ctx = atlan_context(context, catalog)
-        return Entities(type_name, to_entities(raw.rows(), ctx))
+        return dg.Output(
+            Entities(type_name, to_entities(raw.rows(), ctx)),
+            metadata={"dagster/column_lineage": column_lineage(type_name, raw_key(dataset))},
+        )
 
     return _entities
 

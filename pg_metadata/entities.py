@@ -354,3 +354,53 @@ def relation_entities(
     for row in rows:
         if relation_type(row) == type_name:
             yield relation_entity(row, ctx)
+
+
+_NAMES = ("database_name", "schema_name", "table_name")
+_RELATION_SOURCES = {
+    "name": ["table_name"],
+    "qualifiedName": list(_NAMES),
+    "description": ["comment"],
+    "columnCount": ["column_count"],
+    "rowCount": ["row_count"],
+    "sizeBytes": ["size_bytes"],
+    "definition": ["view_definition", "sql_name"],
+    "isPartitioned": ["is_partitioned"],
+    "partitionStrategy": ["partition_strategy"],
+    "partitionCount": ["partition_count"],
+    "constraint": ["partition_bound"],
+    "tableQualifiedName": ["database_name", "root_schema", "root_name"],
+}
+# Which raw columns each entity attribute is computed from (Dagster column lineage).
+ATTRIBUTE_SOURCES: dict[str, dict[str, list[str]]] = {
+    DATABASE: {
+        "name": ["database_name"],
+        "qualifiedName": ["database_name"],
+        "description": ["comment"],
+    },
+    SCHEMA: {
+        "name": ["schema_name"],
+        "qualifiedName": ["database_name", "schema_name"],
+        "description": ["comment"],
+        "tableCount": ["table_count"],
+        "viewsCount": ["views_count"],
+    },
+    **{t: _RELATION_SOURCES for t in RELATION_TYPES},
+    COLUMN: {
+        "name": ["column_name"],
+        "qualifiedName": [*_NAMES, "column_name"],
+        "description": ["comment"],
+        "dataType": ["data_type"],
+        "rawDataTypeDefinition": ["formatted_type"],
+        "isNullable": ["is_nullable"],
+        "isPrimary": ["is_primary"],
+        "isForeign": ["is_foreign"],
+        "isPartition": ["is_partition_key"],
+        "partitionOrder": ["partition_order"],
+        "precision": ["numeric_precision"],
+        "numericScale": ["numeric_scale"],
+        "maxLength": ["max_length"],
+        "defaultValue": ["default_value"],
+        "order": ["ordinal_position"],
+    },
+}

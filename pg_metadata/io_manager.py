@@ -8,6 +8,7 @@ downstream assets load upstream files written by the same run or by any earlier 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import dagster as dg
@@ -34,6 +35,30 @@ def output_key(run_id: str, asset_path: list[str], partition: str | None, ext: s
     return f"runs/{run_id}/{stem}{ext}"
 
 
+PREVIEW_ROWS = 5
+
+
+def _keep_first(
+    items: Iterable[dict[str, Any]], kept: list[dict[str, Any]], n: int
+) -> Iterator[dict[str, Any]]:
+    for item in items:
+        if len(kept) < n:
+            kept.append(item)
+        yield item
+
+
+def preview_markdown(entities: list[dict[str, Any]]) -> str:
+    """A small Markdown table of sample entities for the Dagster UI."""
+    if not entities:
+        return "_no entities_"
+    lines = ["| typeName | name | qualifiedName |", "| --- | --- | --- |"]
+    for e in entities:
+        a = e.get("attributes", {})
+        cells = [e.get("typeName", ""), a.get("name", ""), a.get("qualifiedName", "")]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
 class CatalogIOManager(dg.ConfigurableIOManager):
     """Writes raw Arrow data as Parquet and entity streams as JSON Lines to the output target."""
 
@@ -44,8 +69,10 @@ class CatalogIOManager(dg.ConfigurableIOManager):
             return
         store = self.output.store()
         partition = context.asset_partition_key if context.has_asset_partitions else None
+        preview: list[dict[str, Any]] = []
         if isinstance(obj, Entities):
-            ext, writer = ".json", lambda p: write_json_lines(obj.items, p)
+            items = _keep_first(obj.items, preview, PREVIEW_ROWS)
+            ext, writer = ".json", lambda p: write_json_lines(items, p)
         else:
             source = TableSource(obj) if isinstance(obj, pa.Table) else obj
             ext, writer = ".parquet", lambda p: write_parquet(source, p)
@@ -57,13 +84,14 @@ class CatalogIOManager(dg.ConfigurableIOManager):
             uri = store.publish(staging, key)
         finally:
             staging.unlink(missing_ok=True)
-        context.add_output_metadata(
-            {
-                "uri": dg.MetadataValue.path(uri),
-                "dagster/row_count": rows,
-                "size_bytes": size,
-            }
-        )
+        metadata: dict[str, Any] = {
+            "uri": dg.MetadataValue.path(uri),
+            "dagster/row_count": rows,
+            "size_bytes": size,
+        }
+        if isinstance(obj, Entities):
+            metadata["preview"] = dg.MetadataValue.md(preview_markdown(preview))
+        context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> Any:
         uri = self._upstream_uri(context)

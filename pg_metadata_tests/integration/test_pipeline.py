@@ -229,3 +229,38 @@ def test_integrity_checks_ran_and_passed(full_run):
         assert len(evaluations) == 21, db  # 7 entity assets, 2-4 checks each
         failed = [e.check_name for e in evaluations if not e.passed]
         assert not failed, (db, failed)
+
+
+def test_materialization_metadata_a_user_looks_at(full_run):
+    result = full_run.runs["shop"]
+    by_key = {
+        e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    column = by_key["atlan/column"]
+    assert column["dagster/row_count"].value == full_run.manifest("shop")["entities"]["Column"]
+    assert "| Column |" in column["preview"].value
+    lineage = column["dagster/column_lineage"].value
+    assert [d.column_name for d in lineage.deps_by_column["attributes.dataType"]] == ["data_type"]
+    tables = by_key["raw/tables"]
+    assert tables["server_version"].value.startswith(("15", "16", "17", "18", "14"))
+    assert len(tables["catalog_fingerprint"].value) == 32
+    assert tables["statements_per_database"].value == 6
+    assert str(tables["uri"].value).endswith("/raw/tables/shop.parquet")
+    manifest = by_key["output/manifest"]
+    assert manifest["entities"].value["Table"] == 16
+    assert str(manifest["latest"].value).endswith("latest/shop.json")
+
+
+def test_asset_definitions_explain_themselves():
+    from pg_metadata.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    raw_tables = graph.get(dg.AssetKey(["raw", "tables"]))
+    assert raw_tables.group_name == "postgres_catalog" and raw_tables.kinds >= {"postgres"}
+    schema = raw_tables.metadata["dagster/column_schema"]
+    assert "view_dependencies" in [c.name for c in schema.columns]
+    column = graph.get(dg.AssetKey(["atlan", "column"]))
+    assert column.group_name == "atlan_entities" and "atlan" in column.kinds
+    assert dg.AssetKey(["raw", "columns"]) in column.parent_keys
+    assert column.description and raw_tables.description
