@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import dagster as dg
@@ -11,6 +12,7 @@ from pg_metadata.automation import catalog_changes, database_discovery, nightly_
 from pg_metadata.checks import entity_asset_checks
 from pg_metadata.io_manager import CatalogIOManager
 from pg_metadata.manifest import manifest
+from pg_metadata.object_assets import object_specs
 from pg_metadata.resources import CatalogSettings, OutputTarget, PostgresResource
 from pg_metadata.storage import DEFAULT_TARGET
 
@@ -34,15 +36,30 @@ check_entities_job = dg.define_asset_job(
 )
 
 
+def browsable_objects(output: OutputTarget, browse: bool | None) -> list[dg.AssetSpec]:
+    """External assets for the Postgres objects in the latest output, when enabled."""
+    if browse is None:
+        browse = os.environ.get("PG_METADATA_BROWSE_OBJECTS", "").lower() in ("1", "true", "on")
+    if not browse:
+        return []
+    limit = int(os.environ.get("PG_METADATA_BROWSE_MAX", "5000"))
+    try:
+        return object_specs(output.store(), limit)
+    except Exception as exc:  # the code location must load whatever is in the output
+        logging.getLogger(__name__).warning("not showing Postgres objects: %s", exc)
+        return []
+
+
 def build_definitions(
     postgres: PostgresResource | None = None,
     catalog: CatalogSettings | None = None,
     output: OutputTarget | None = None,
+    browse: bool | None = None,
 ) -> dg.Definitions:
     """Definitions with the given resources, or resources read from the environment."""
     output = output or OutputTarget(target=os.environ.get("PG_METADATA_OUTPUT") or DEFAULT_TARGET)
     return dg.Definitions(
-        assets=ALL_ASSETS,
+        assets=[*ALL_ASSETS, *browsable_objects(output, browse)],
         asset_checks=entity_asset_checks,
         sensors=[database_discovery, catalog_changes],
         schedules=[nightly_refresh],

@@ -52,6 +52,10 @@ class ObjectStore(ABC):
     def read_bytes(self, key: str) -> bytes | None:
         """Content of a small object, or None if it does not exist."""
 
+    @abstractmethod
+    def list_keys(self, prefix: str) -> list[str]:
+        """Keys directly or indirectly under a prefix like `latest/`."""
+
     def publish_bytes(self, data: bytes, key: str) -> str:
         """Publish small content atomically."""
         fd, name = tempfile.mkstemp(dir=self.staging_dir(), suffix=".part")
@@ -95,6 +99,12 @@ class LocalStore(ObjectStore):
     def read_bytes(self, key: str) -> bytes | None:
         path = self.root / key
         return path.read_bytes() if path.exists() else None
+
+    def list_keys(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return []
+        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file())
 
 
 class S3Store(ObjectStore):
@@ -141,6 +151,19 @@ class S3Store(ObjectStore):
         except Exception as exc:
             raise OutputError(f"cannot read {self.uri(key)}: {_aws_reason(exc)}") from None
         return response["Body"].read()
+
+    def list_keys(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._key(prefix)
+            )
+            for page in pages:
+                keys += [o["Key"] for o in page.get("Contents", [])]
+        except Exception as exc:
+            raise OutputError(f"cannot list {self.uri(prefix)}: {_aws_reason(exc)}") from None
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        return sorted(k[strip:] for k in keys)
 
 
 def parse_target(target: str) -> tuple[str, str, str]:

@@ -26,9 +26,12 @@ DEFS = build_definitions()
 
 
 def tick(sensor, instance, resources, cursor=None):
-    with dg.build_sensor_context(
-        instance=instance, resources=resources, cursor=cursor, definitions=DEFS
-    ) as ctx, dg.partition_loading_context(dynamic_partitions_store=instance):
+    with (
+        dg.build_sensor_context(
+            instance=instance, resources=resources, cursor=cursor, definitions=DEFS
+        ) as ctx,
+        dg.partition_loading_context(dynamic_partitions_store=instance),
+    ):
         return sensor.evaluate_tick(ctx)
 
 

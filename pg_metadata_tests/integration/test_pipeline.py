@@ -264,3 +264,26 @@ def test_asset_definitions_explain_themselves():
     assert column.group_name == "atlan_entities" and "atlan" in column.kinds
     assert dg.AssetKey(["raw", "columns"]) in column.parent_keys
     assert column.description and raw_tables.description
+
+
+def test_postgres_objects_browsable_as_external_assets(full_run, monkeypatch):
+    from pg_metadata.definitions import build_definitions
+
+    monkeypatch.setenv("PG_METADATA_BROWSE_MAX", "5000")
+    graph = build_definitions(output=full_run.output, browse=True).resolve_asset_graph()
+    objects = {k for k in graph.get_all_asset_keys() if k.path[0] == "postgres"}
+    top = graph.get(dg.AssetKey(["postgres", "shop", "sales", "top_customers"]))
+    assert top.is_external and not top.is_materializable
+    assert dg.AssetKey(["postgres", "shop", "sales", "order_totals"]) in top.parent_keys
+    assert top.kinds == {"postgres", "view"} and top.group_name == "pg_shop"
+    assert dg.AssetKey(["postgres", "shop", "Mixed Case", "Order Lines"]) in objects
+    assert not any("measurements_2024" in k.path[-1] for k in objects)  # partitions folded
+    odd = [k for k in objects if k.path[1].startswith("Odd")]
+    assert odd == [dg.AssetKey(["postgres", 'Odd "DB".name%2Fx', "public", "t"])]
+    assert not [
+        k
+        for k in build_definitions(output=full_run.output, browse=False)
+        .resolve_asset_graph()
+        .get_all_asset_keys()
+        if k.path[0] == "postgres"
+    ]
