@@ -13,6 +13,8 @@ setup(
         "dagster-webserver==1.13.27",
         "dagster-graphql==1.13.27",
         "dagster-aws==0.29.27",
+        # PostgreSQL storage for Dagster's own runs/events/schedules (deploy/dagster.prod.yaml)
+        "dagster-postgres==0.29.27",
         "sqlalchemy>=2.1,<2.2",
         "psycopg2-binary>=2.9.10,<3",
         "pyarrow>=20",
