@@ -33,6 +33,7 @@ class ConnectionSettings:
     statement_timeout_ms: int = 300_000
     lock_timeout_ms: int = 5_000
     idle_in_transaction_timeout_ms: int = 60_000
+    work_mem: str = "64MB"  # sorts and hashes of million-row catalog queries stay in memory
 
     def __post_init__(self) -> None:
         if self.sslmode is not None and self.sslmode not in SSL_MODES:
@@ -106,6 +107,7 @@ class ConnectionSettings:
                 f"-c statement_timeout={self.statement_timeout_ms}",
                 f"-c lock_timeout={self.lock_timeout_ms}",
                 f"-c idle_in_transaction_session_timeout={self.idle_in_transaction_timeout_ms}",
+                f"-c work_mem={self.work_mem}",
             ]
         )
 

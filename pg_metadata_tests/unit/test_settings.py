@@ -58,7 +58,7 @@ def test_connect_kwargs_without_password() -> None:
         "application_name": "pg_metadata",
         "connect_timeout": 10,
         "options": "-c statement_timeout=300000 -c lock_timeout=5000 "
-        "-c idle_in_transaction_session_timeout=60000",
+        "-c idle_in_transaction_session_timeout=60000 -c work_mem=64MB",
         "host": "db.internal",
         "port": 6432,
         "user": "catalog_reader",
@@ -98,6 +98,8 @@ def test_session_options_carry_custom_timeouts_and_application_name() -> None:
         "lock_timeout=0",
         "-c",
         "idle_in_transaction_session_timeout=999",
+        "-c",
+        "work_mem=64MB",
     ]
 
 

@@ -5,7 +5,7 @@
 WITH RECURSIVE
 --@include selected_schemas
 ,
-relations AS (
+relations AS NOT MATERIALIZED (
     SELECT c.oid, c.relname, c.relnamespace, s.nspname, c.relkind, c.relispartition
     FROM pg_catalog.pg_class AS c
     JOIN selected_schemas AS s ON s.oid = c.relnamespace
@@ -125,11 +125,15 @@ SELECT
     pn.nspname                                             AS parent_schema,
     pc.relname                                             AS parent_name,
     pc.relispartition                                      AS parent_is_partition,
-    (pr.oid IS NOT NULL)                                   AS parent_selected,
+    (pc.relnamespace IN (SELECT oid FROM selected_schemas)
+     AND (%(temp_table_regex)s::text IS NULL OR pc.relname !~ %(temp_table_regex)s::text))
+                                                           AS parent_selected,
     an.depth::integer                                      AS partition_depth,
     rn.nspname                                             AS root_schema,
     rc.relname                                             AS root_name,
-    (rr.oid IS NOT NULL)                                   AS root_selected,
+    (rc.relnamespace IN (SELECT oid FROM selected_schemas)
+     AND (%(temp_table_regex)s::text IS NULL OR rc.relname !~ %(temp_table_regex)s::text))
+                                                           AS root_selected,
     CASE WHEN r.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(r.oid, true) END AS view_definition,
     vd.depends_on                                          AS view_dependencies,
     fs.srvname                                             AS foreign_server,
@@ -148,11 +152,9 @@ LEFT JOIN child_counts AS cc ON cc.inhparent = r.oid
 LEFT JOIN pg_catalog.pg_inherits AS pi ON r.relispartition AND pi.inhrelid = r.oid
 LEFT JOIN pg_catalog.pg_class AS pc ON pc.oid = pi.inhparent
 LEFT JOIN pg_catalog.pg_namespace AS pn ON pn.oid = pc.relnamespace
-LEFT JOIN relations AS pr ON pr.oid = pi.inhparent
 LEFT JOIN ancestry AS an ON an.relid = r.oid
 LEFT JOIN pg_catalog.pg_class AS rc ON rc.oid = an.root_oid::oid
 LEFT JOIN pg_catalog.pg_namespace AS rn ON rn.oid = rc.relnamespace
-LEFT JOIN relations AS rr ON rr.oid = an.root_oid::oid
 LEFT JOIN pg_catalog.pg_foreign_table AS ft ON ft.ftrelid = r.oid
 LEFT JOIN pg_catalog.pg_foreign_server AS fs ON fs.oid = ft.ftserver
 LEFT JOIN pg_catalog.pg_foreign_data_wrapper AS fw ON fw.oid = fs.srvfdw
