@@ -1,7 +1,6 @@
 """Software-defined assets: thin Dagster wrappers over the extract, entity and format modules."""
 
 import contextlib
-import functools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -224,7 +223,7 @@ def column_lineage(type_name: str, source: dg.AssetKey) -> dg.TableColumnLineage
 def entity_asset(
     type_name: str,
     dataset: Dataset,
-    to_entities: Callable[[Iterator[dict[str, Any]], E.AtlanContext], Iterable[dict[str, Any]]],
+    to_entities: Callable[[ParquetFile, E.AtlanContext], Iterable[dict[str, Any]]],
 ) -> dg.AssetsDefinition:
     """The asset of one Atlan typeName, transformed from one raw dataset."""
 
@@ -241,21 +240,22 @@ def entity_asset(
         with user_errors():
             ctx = atlan_context(context, catalog)
         return dg.Output(
-            Entities(type_name, to_entities(raw.rows(), ctx)),
+            Entities(type_name, to_entities(raw, ctx)),
             metadata={"dagster/column_lineage": column_lineage(type_name, raw_key(dataset))},
         )
 
     return _entities
 
 
-def _each(build: Callable[[dict[str, Any], E.AtlanContext], dict[str, Any]]):
-    return lambda rows, ctx: (build(row, ctx) for row in rows)
+def _relations_of(type_name: str):
+    return lambda raw, ctx: E.relation_entities(raw.rows(), ctx, type_name)
 
 
-schema_entities = entity_asset(E.SCHEMA, SCHEMAS, _each(E.schema_entity))
-relation_assets = [
-    entity_asset(t, TABLES, functools.partial(E.relation_entities, type_name=t))
-    for t in E.RELATION_TYPES
-]
-column_entities = entity_asset(E.COLUMN, COLUMNS, _each(E.column_entity))
+schema_entities = entity_asset(
+    E.SCHEMA, SCHEMAS, lambda raw, ctx: (E.schema_entity(row, ctx) for row in raw.rows())
+)
+relation_assets = [entity_asset(t, TABLES, _relations_of(t)) for t in E.RELATION_TYPES]
+column_entities = entity_asset(
+    E.COLUMN, COLUMNS, lambda raw, ctx: E.column_entities_from_batches(raw.batches(), ctx)
+)
 entity_assets = [database_entity, schema_entities, *relation_assets, column_entities]

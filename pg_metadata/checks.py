@@ -83,26 +83,31 @@ def entity_checks(type_name: str) -> dg.AssetChecksDefinition:
             return store.fetch(latest_file(context.instance, k, partition)["uri"])
 
         emitted = JsonLinesFile(load(key))
-        yield _result(type_name, UNIQUE, V.duplicate_qualified_names(lambda: iter(emitted)))
+        known = None
         if REFERENCED[type_name]:
             known = {
                 t: set(V.qualified_names(JsonLinesFile(load(ENTITY_KEYS[t]))))
                 for t in REFERENCED[type_name]
             }
-            yield _result(type_name, REFERENCES, V.unresolved_references(emitted, known))
-        actual = sum(1 for _ in emitted)
+        found = V.scan(lambda: iter(emitted), known, columns=type_name == E.COLUMN)
+        yield _result(type_name, UNIQUE, found.duplicates)
+        if known is not None:
+            yield _result(type_name, REFERENCES, found.references)
         if type_name == E.DATABASE:
             expected = 1
         else:
-            expected = V.expected_count(
-                type_name, ParquetFile(load(raw_key(RAW[type_name]))).rows()
+            raw = ParquetFile(load(raw_key(RAW[type_name])))
+            expected = (
+                raw.num_rows
+                if type_name in (E.SCHEMA, E.COLUMN)
+                else (V.expected_count(type_name, raw.rows(["is_partition", "table_kind"])))
             )
         counts = V.Finding()
-        if actual != expected:
-            counts.add(f"{actual} {type_name} entities, raw rows call for {expected}")
-        yield _result(type_name, COUNTS, counts, entities=actual, expected=expected)
+        if found.count != expected:
+            counts.add(f"{found.count} {type_name} entities, raw rows call for {expected}")
+        yield _result(type_name, COUNTS, counts, entities=found.count, expected=expected)
         if type_name == E.COLUMN:
-            yield _result(type_name, ONE_PARENT, V.column_parent_problems(emitted))
+            yield _result(type_name, ONE_PARENT, found.parents)
 
     return _checks
 

@@ -52,26 +52,8 @@ def qualified_name(entity: Mapping[str, Any]) -> str:
 def duplicate_qualified_names(
     entities: Callable[[], Iterable[Mapping[str, Any]]],
 ) -> Finding:
-    """QualifiedNames emitted more than once.
-
-    Two passes over `entities()` keep memory small on millions of columns: 64-bit hashes
-    first, then an exact count of only the names whose hash repeated.
-    """
-    seen: set[int] = set()
-    suspects: set[int] = set()
-    for entity in entities():
-        h = hash(qualified_name(entity))
-        if h in seen:
-            suspects.add(h)
-        seen.add(h)
-    seen.clear()
-    finding = Finding()
-    if suspects:
-        counts = Counter(qn for qn in qualified_names(entities()) if hash(qn) in suspects)
-        for qn, n in sorted(counts.items()):
-            for _ in range(n - 1):
-                finding.add(qn)
-    return finding
+    """QualifiedNames emitted more than once (see `scan`)."""
+    return scan(entities).duplicates
 
 
 def unresolved_references(
@@ -80,34 +62,44 @@ def unresolved_references(
     """References whose target (typeName, qualifiedName) is not among the emitted entities."""
     finding = Finding()
     for entity in entities:
-        attributes = entity["attributes"]
-        for key in REFERENCE_KEYS:
-            target = attributes.get(key)
-            if target is None:
-                continue
-            type_name = target.get("typeName")
-            target_qn = target.get("uniqueAttributes", {}).get("qualifiedName")
-            if target_qn not in known.get(type_name, ()):
-                finding.add(f"{qualified_name(entity)} -{key}-> {type_name} {target_qn}")
+        _check_references(entity, known, finding)
     return finding
+
+
+def _check_references(
+    entity: Mapping[str, Any], known: Mapping[str, set[str]], finding: Finding
+) -> None:
+    attributes = entity["attributes"]
+    for key in REFERENCE_KEYS:
+        target = attributes.get(key)
+        if target is None:
+            continue
+        type_name = target.get("typeName")
+        target_qn = target.get("uniqueAttributes", {}).get("qualifiedName")
+        if target_qn not in known.get(type_name, ()):
+            finding.add(f"{qualified_name(entity)} -{key}-> {type_name} {target_qn}")
 
 
 def column_parent_problems(columns: Iterable[Mapping[str, Any]]) -> Finding:
     """Every column must have exactly one parent reference, consistent with its names."""
     finding = Finding()
     for column in columns:
-        attributes = column["attributes"]
-        parents = [k for k in COLUMN_PARENTS if k in attributes]
-        if len(parents) != 1:
-            finding.add(f"{qualified_name(column)} has parents {parents or 'none'}")
-            continue
-        key = parents[0]
-        parent_qn = attributes[key]["uniqueAttributes"]["qualifiedName"]
-        if attributes.get(COLUMN_PARENTS[key]) != parent_qn:
-            finding.add(f"{qualified_name(column)}: {key} disagrees with {COLUMN_PARENTS[key]}")
-        elif not qualified_name(column).startswith(parent_qn + "/"):
-            finding.add(f"{qualified_name(column)} is not under its parent {parent_qn}")
+        _check_parent(column, finding)
     return finding
+
+
+def _check_parent(column: Mapping[str, Any], finding: Finding) -> None:
+    attributes = column["attributes"]
+    parents = [k for k in COLUMN_PARENTS if k in attributes]
+    if len(parents) != 1:
+        finding.add(f"{qualified_name(column)} has parents {parents or 'none'}")
+        return
+    key = parents[0]
+    parent_qn = attributes[key]["uniqueAttributes"]["qualifiedName"]
+    if attributes.get(COLUMN_PARENTS[key]) != parent_qn:
+        finding.add(f"{qualified_name(column)}: {key} disagrees with {COLUMN_PARENTS[key]}")
+    elif not qualified_name(column).startswith(parent_qn + "/"):
+        finding.add(f"{qualified_name(column)} is not under its parent {parent_qn}")
 
 
 def expected_count(type_name: str, raw_rows: Iterable[Mapping[str, Any]]) -> int:
@@ -126,3 +118,42 @@ def qualified_names(entities: Iterable[Mapping[str, Any]]) -> Iterator[str]:
     """QualifiedNames, for building the `known` sets."""
     for entity in entities:
         yield qualified_name(entity)
+
+
+@dataclass
+class Scan:
+    """Everything the checks need from one pass over an entity file."""
+
+    count: int = 0
+    duplicates: Finding = field(default_factory=Finding)
+    references: Finding = field(default_factory=Finding)
+    parents: Finding = field(default_factory=Finding)
+
+
+def scan(
+    entities: Callable[[], Iterable[Mapping[str, Any]]],
+    known: Mapping[str, set[str]] | None = None,
+    columns: bool = False,
+) -> Scan:
+    """One pass computing counts, reference and parent problems and duplicate candidates;
+    a second pass only when some qualifiedName hash repeated."""
+    result = Scan()
+    seen: set[int] = set()
+    suspects: set[int] = set()
+    for entity in entities():
+        result.count += 1
+        h = hash(qualified_name(entity))
+        if h in seen:
+            suspects.add(h)
+        seen.add(h)
+        if known is not None:
+            _check_references(entity, known, result.references)
+        if columns:
+            _check_parent(entity, result.parents)
+    seen.clear()
+    if suspects:
+        counts = Counter(qn for qn in qualified_names(entities()) if hash(qn) in suspects)
+        for qn, n in sorted(counts.items()):
+            for _ in range(n - 1):
+                result.duplicates.add(qn)
+    return result
