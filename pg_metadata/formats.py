@@ -11,7 +11,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-PARQUET_BATCH_ROWS = 65_536
+PARQUET_BATCH_ROWS = 8_192  # Python objects per batch stay small: flat memory
 
 
 class ArrowSource(Protocol):
@@ -92,8 +92,9 @@ def write_parquet(source: ArrowSource, path: Path) -> int:
     with pq.ParquetWriter(path, source.schema, compression="snappy") as writer:
         for batch in source.batches():
             if batch.num_rows:
-                writer.write_batch(batch, row_group_size=1 << 20)
+                writer.write_batch(batch)
                 rows += batch.num_rows
+    pa.default_memory_pool().release_unused()  # hand freed Arrow buffers back to the OS
     return rows
 
 
