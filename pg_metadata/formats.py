@@ -102,14 +102,10 @@ def write_json_lines(items: Iterable[dict[str, Any]], path: Path) -> int:
     """Write one JSON object per line (NaN becomes null); returns the line count."""
     count = 0
     dumps = orjson.dumps
-    buffer: list[bytes] = []
-    with open(path, "wb") as f:
+    with open(path, "wb", buffering=1 << 20) as f:
+        write = f.write
         for item in items:
-            buffer.append(dumps(item))
+            write(dumps(item))
+            write(b"\n")
             count += 1
-            if len(buffer) >= 4096:
-                f.write(b"\n".join(buffer) + b"\n")
-                buffer.clear()
-        if buffer:
-            f.write(b"\n".join(buffer) + b"\n")
     return count
