@@ -88,6 +88,30 @@ def column_parent_problems(columns: Iterable[Mapping[str, Any]]) -> Finding:
     return finding
 
 
+def _check_column(
+    column: Mapping[str, Any],
+    known: Mapping[str, set[str]],
+    references: Finding,
+    parents: Finding,
+) -> None:
+    """References and parent of a column in one look: its only references are its parent."""
+    attributes = column["attributes"]
+    found = [k for k in COLUMN_PARENTS if k in attributes]
+    if len(found) != 1:
+        _check_references(column, known, references)
+        _check_parent(column, parents)
+        return
+    key = found[0]
+    target = attributes[key]
+    parent_qn = target["uniqueAttributes"]["qualifiedName"]
+    if parent_qn not in known.get(target["typeName"], ()):
+        references.add(f"{qualified_name(column)} -{key}-> {target['typeName']} {parent_qn}")
+    if attributes.get(COLUMN_PARENTS[key]) != parent_qn:
+        parents.add(f"{qualified_name(column)}: {key} disagrees with {COLUMN_PARENTS[key]}")
+    elif not attributes["qualifiedName"].startswith(parent_qn + "/"):
+        parents.add(f"{qualified_name(column)} is not under its parent {parent_qn}")
+
+
 def _check_parent(column: Mapping[str, Any], finding: Finding) -> None:
     attributes = column["attributes"]
     parents = [k for k in COLUMN_PARENTS if k in attributes]
@@ -142,14 +166,14 @@ def scan(
     suspects: set[int] = set()
     for entity in entities():
         result.count += 1
-        h = hash(qualified_name(entity))
+        h = hash(entity["attributes"]["qualifiedName"])
         if h in seen:
             suspects.add(h)
         seen.add(h)
-        if known is not None:
-            _check_references(entity, known, result.references)
         if columns:
-            _check_parent(entity, result.parents)
+            _check_column(entity, known or {}, result.references, result.parents)
+        elif known is not None:
+            _check_references(entity, known, result.references)
     seen.clear()
     if suspects:
         counts = Counter(qn for qn in qualified_names(entities()) if hash(qn) in suspects)
