@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pg_metadata import entities as E
 
@@ -47,6 +51,15 @@ class Finding:
 
 def qualified_name(entity: Mapping[str, Any]) -> str:
     return entity["attributes"]["qualifiedName"]
+
+
+def repeated(values: array) -> set[int]:
+    """Values that occur more than once (Arrow's hash kernels, in C++)."""
+    if not values:
+        return set()
+    counts = pc.value_counts(pa.array(values, type=pa.int64()))
+    repeated_values = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+    return set(repeated_values.to_pylist())
 
 
 def duplicate_qualified_names(
@@ -162,19 +175,16 @@ def scan(
     """One pass computing counts, reference and parent problems and duplicate candidates;
     a second pass only when some qualifiedName hash repeated."""
     result = Scan()
-    seen: set[int] = set()
-    suspects: set[int] = set()
+    hashes = array("q")  # 8 bytes per entity, not a Python set of ints
     for entity in entities():
         result.count += 1
-        h = hash(entity["attributes"]["qualifiedName"])
-        if h in seen:
-            suspects.add(h)
-        seen.add(h)
+        hashes.append(hash(entity["attributes"]["qualifiedName"]))
         if columns:
             _check_column(entity, known or {}, result.references, result.parents)
         elif known is not None:
             _check_references(entity, known, result.references)
-    seen.clear()
+    suspects = repeated(hashes)
+    del hashes
     if suspects:
         counts = Counter(qn for qn in qualified_names(entities()) if hash(qn) in suspects)
         for qn, n in sorted(counts.items()):
