@@ -59,7 +59,10 @@ def repeated(values: array) -> set[int]:
         return set()
     counts = pc.value_counts(pa.array(values, type=pa.int64()))
     repeated_values = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
-    return set(repeated_values.to_pylist())
+    out = set(repeated_values.to_pylist())
+    del counts, repeated_values
+    pa.default_memory_pool().release_unused()
+    return out
 
 
 def duplicate_qualified_names(
