@@ -54,13 +54,15 @@ def qualified_name(entity: Mapping[str, Any]) -> str:
 
 
 def repeated(values: array) -> set[int]:
-    """Values that occur more than once (Arrow's hash kernels, in C++)."""
-    if not values:
+    """Values that occur more than once: sort in Arrow (C++), compare neighbours."""
+    if len(values) < 2:
         return set()
-    counts = pc.value_counts(pa.array(values, type=pa.int64()))
-    repeated_values = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
-    out = set(repeated_values.to_pylist())
-    del counts, repeated_values
+    column = pa.array(values, type=pa.int64())
+    ordered = column.take(pc.sort_indices(column))
+    del column
+    same = pc.equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1))
+    out = set(ordered.slice(1).filter(same).to_pylist())
+    del ordered, same
     pa.default_memory_pool().release_unused()
     return out
 
