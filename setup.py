@@ -30,6 +30,8 @@ setup(
             "ruff>=0.6",
             # self-signed CA and server certificates for the TLS tests
             "cryptography>=42",
+            # sampling profiler for bench/run_benchmark.py --profile
+            "py-spy>=0.4",
         ],
     },
     entry_points={"console_scripts": ["pg-metadata=pg_metadata.cli:main"]},

@@ -181,9 +181,14 @@ class OutputTarget(dg.ConfigurableResource):
     target: str = Field(default=DEFAULT_TARGET, description="Folder or s3://bucket/prefix")
     s3: S3Resource = Field(default_factory=S3Resource)
 
+    _store: Any = PrivateAttr(default=None)
+
     def store(self) -> ObjectStore:
-        """The object store for this target."""
-        kind, location, prefix = parse_target(self.target)
-        if kind == "s3":
-            return S3Store(self.s3.get_client(), location, prefix)
-        return LocalStore(location)
+        """The object store for this target (one S3 client per resource, not per call)."""
+        if self._store is None:
+            kind, location, prefix = parse_target(self.target)
+            if kind == "s3":
+                self._store = S3Store(self.s3.get_client(), location, prefix)
+            else:
+                self._store = LocalStore(location)
+        return self._store
