@@ -26,7 +26,7 @@ import pyarrow.csv as pacsv
 from pg_metadata.datasets import Dataset
 from pg_metadata.errors import ExtractionError
 
-BLOCK_SIZE = 4 << 20  # bytes of CSV per Arrow record batch
+BLOCK_SIZE = 1 << 20  # bytes of CSV per record batch; larger blocks spike memory on big spools
 
 
 @dataclass
