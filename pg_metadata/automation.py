@@ -17,6 +17,7 @@ from pg_metadata.assets import raw_key
 from pg_metadata.datasets import DATABASES, FINGERPRINT, TABLES
 from pg_metadata.errors import PgMetadataError
 from pg_metadata.extract import query_rows
+from pg_metadata.history import latest_materialization
 from pg_metadata.partitions import (
     DATABASE_PARTITIONS_NAME,
     database_partitions,
@@ -57,22 +58,17 @@ def catalog_fingerprint(postgres: PostgresResource, catalog: CatalogSettings, db
 
 def recorded_fingerprint(instance: dg.DagsterInstance, db: str) -> str | None:
     """The fingerprint stored with the latest raw/tables materialization of a database."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=raw_key(TABLES), asset_partitions=[db]), limit=1
-    ).records
-    if not records:
-        return None
-    metadata = records[0].asset_materialization.metadata
-    value = metadata.get("catalog_fingerprint")
+    latest = latest_materialization(instance, raw_key(TABLES), db)
+    value = latest[0].metadata.get("catalog_fingerprint") if latest else None
     return str(value.value) if value is not None else None
 
 
 def listed_databases(instance: dg.DagsterInstance) -> set[str] | None:
     """Databases in the latest raw/databases output (None if never materialized)."""
-    event = instance.get_latest_materialization_event(raw_key(DATABASES))
-    if event is None or event.asset_materialization is None:
+    latest = latest_materialization(instance, raw_key(DATABASES))
+    if latest is None:
         return None
-    value = event.asset_materialization.metadata.get("databases")
+    value = latest[0].metadata.get("databases")
     return set(value.value) if value is not None else None
 
 

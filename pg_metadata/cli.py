@@ -52,19 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     env = os.environ.get
     ex.add_argument("--output", default=env("PG_METADATA_OUTPUT"), help="folder or s3://b/p")
-    ex.add_argument("--include", default=env("PG_METADATA_INCLUDE", ""), help="include filter")
-    ex.add_argument("--exclude", default=env("PG_METADATA_EXCLUDE", ""), help="exclude filter")
-    ex.add_argument(
-        "--temp-table-regex", default=env("PG_METADATA_TEMP_TABLE_REGEX", ""), metavar="REGEX"
-    )
-    ex.add_argument(
-        "--connection-qualified-name",
-        default=env("ATLAN_CONNECTION_QUALIFIED_NAME", "default/postgres/0"),
-        metavar="QN",
-    )
-    ex.add_argument(
-        "--connection-name", default=env("ATLAN_CONNECTION_NAME", "postgres"), metavar="NAME"
-    )
+    # unset options fall back to the variables, read by CatalogSettings.from_env
+    ex.add_argument("--include", help="include filter (PG_METADATA_INCLUDE)")
+    ex.add_argument("--exclude", help="exclude filter (PG_METADATA_EXCLUDE)")
+    ex.add_argument("--temp-table-regex", metavar="REGEX", help="PG_METADATA_TEMP_TABLE_REGEX")
+    ex.add_argument("--connection-qualified-name", metavar="QN", help="Atlan connection QN")
+    ex.add_argument("--connection-name", metavar="NAME", help="Atlan connection name")
     ex.add_argument("--host", help="server host (PGHOST)")
     ex.add_argument("--port", type=int, help="server port (PGPORT)")
     ex.add_argument("--user", help="database user (PGUSER)")
@@ -133,13 +126,12 @@ def extract(args: argparse.Namespace) -> int:
         external_id=args.external_id,
         role_session_name=args.role_session_name,
     )
-    catalog = CatalogSettings(
-        include_filter=args.include or "",
-        exclude_filter=args.exclude or "",
-        temp_table_regex=args.temp_table_regex or "",
+    catalog = CatalogSettings.from_env(
+        include_filter=args.include,
+        exclude_filter=args.exclude,
+        temp_table_regex=args.temp_table_regex,
         connection_qualified_name=args.connection_qualified_name,
         connection_name=args.connection_name,
-        tenant_id=os.environ.get("ATLAN_TENANT_ID", "default"),
     )
     output = OutputTarget(target=args.output or DEFAULT_TARGET)
     # Everything checkable without a connection is checked before any work starts.

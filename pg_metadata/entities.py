@@ -12,11 +12,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
+from pg_metadata.datasets import COLUMNS
 from pg_metadata.errors import ConfigError
 
 DATABASE, SCHEMA, TABLE, TABLE_PARTITION = "Database", "Schema", "Table", "TablePartition"
 VIEW, MATERIALISED_VIEW, COLUMN = "View", "MaterialisedView", "Column"
-ENTITY_TYPES = (DATABASE, SCHEMA, TABLE, TABLE_PARTITION, VIEW, MATERIALISED_VIEW, COLUMN)
 RELATION_TYPES = (TABLE, TABLE_PARTITION, VIEW, MATERIALISED_VIEW)
 
 # customAttributes that Atlan's serialiser keeps even when null
@@ -292,59 +294,9 @@ _PARENT_KEYS = {
 
 
 def column_entity(row: dict[str, Any], ctx: AtlanContext) -> dict[str, Any]:
-    """A Column entity from a raw `columns` row."""
-    qn = QualifiedNames(ctx.connection_qualified_name)
-    db, schema, table = row["database_name"], row["schema_name"], row["table_name"]
-    parent_type = column_parent_type(row["table_kind"], row["table_is_partition"])
-    name_key, qn_key, ref_key = _PARENT_KEYS[parent_type]
-    parent_qn = qn.relation(db, schema, table)
-    scale = row.get("numeric_scale")
-    attrs = ctx.common(row["column_name"], f"{parent_qn}/{qn_segment(row['column_name'])}")
-    attrs.update(
-        {
-            "description": clean_description(row.get("comment")),
-            "databaseName": db,
-            "databaseQualifiedName": qn.database(db),
-            "schemaName": schema,
-            "schemaQualifiedName": qn.schema(db, schema),
-            name_key: table,
-            qn_key: parent_qn,
-            "dataType": row["data_type"],
-            "rawDataTypeDefinition": row.get("formatted_type"),
-            "isNullable": row["is_nullable"],
-            "isPartition": bool(row.get("is_partition_key")),
-            "partitionOrder": row.get("partition_order"),
-            "isPrimary": bool(row.get("is_primary")),
-            "isForeign": bool(row.get("is_foreign")),
-            "precision": row.get("numeric_precision"),
-            "numericScale": float(scale) if scale is not None else None,
-            "maxLength": row.get("max_length"),
-            "defaultValue": row.get("default_value"),
-            "order": row["ordinal_position"],
-            ref_key: ref(parent_type, parent_qn),
-        }
-    )
-    attrs.update(ctx.sync())
-    auto_increment = bool(row.get("is_identity")) or (row.get("default_value") or "").startswith(
-        "nextval("
-    )
-    custom = {
-        "ordinal_position": row["ordinal_position"],
-        "is_self_referencing": "NO",
-        "type_name": row["data_type"],
-        "numeric_precision": row.get("numeric_precision"),
-        "character_octet_length": row.get("octet_length"),
-        "is_auto_increment": yes_no(auto_increment),
-        "is_generated": yes_no(row.get("is_generated")),
-        "generation_expression": row.get("generation_expression"),
-        "column_size": row.get("type_name"),
-        "is_identity": yes_no(row.get("is_identity")),
-        "identity_generation": row.get("identity_generation"),
-        "identity_cycle": yes_no(row.get("identity_cycle")),
-        "is_unique": yes_no(row.get("is_unique")),
-        "collation": row.get("collation"),
-    }
-    return entity(COLUMN, attrs, custom)
+    """A Column entity from one raw `columns` row (the batch transform applied to one row)."""
+    batch = pa.RecordBatch.from_pylist([row], schema=COLUMNS.schema)
+    return next(column_entities_from_batches([batch], ctx))
 
 
 def relation_entities(
@@ -440,8 +392,8 @@ _YES_NO = {True: "YES", False: "NO", None: None}
 
 
 def column_entities_from_batches(batches: Iterable[Any], ctx: AtlanContext) -> Iterator[dict]:
-    """Column entities from raw `columns` record batches: the same records as column_entity,
-    built column-wise with per-relation parts cached (columns arrive grouped by relation)."""
+    """Column entities from raw `columns` record batches, built column-wise with the
+    per-relation parts cached (columns arrive grouped by relation)."""
     qn = QualifiedNames(ctx.connection_qualified_name)
     connection = {
         "connectionQualifiedName": ctx.connection_qualified_name,

@@ -23,6 +23,7 @@ from pg_metadata.formats import (
     write_json_lines,
     write_parquet,
 )
+from pg_metadata.history import latest_materialization
 from pg_metadata.resources import OutputTarget
 from pg_metadata.storage import encode_segment
 
@@ -102,18 +103,11 @@ class CatalogIOManager(dg.ConfigurableIOManager):
 
     def _upstream_uri(self, context: dg.InputContext) -> str:
         key = context.asset_key
-        instance = context.instance
-        if context.has_asset_partitions:
-            partition = context.asset_partition_key
-            records = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
-            ).records
-            event = records[0].event_log_entry if records else None
-            where = f"{key.to_user_string()} for database {partition!r}"
-        else:
-            event = instance.get_latest_materialization_event(key)
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        latest = latest_materialization(context.instance, key, partition)
+        if latest is None or "uri" not in latest[0].metadata:
             where = key.to_user_string()
-        materialization = event.asset_materialization if event else None
-        if materialization is None or "uri" not in materialization.metadata:
+            if partition is not None:
+                where += f" for database {partition!r}"
             raise OutputError(f"no output of {where} found; materialize it first")
-        return str(materialization.metadata["uri"].value)
+        return str(latest[0].metadata["uri"].value)

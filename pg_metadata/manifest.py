@@ -14,6 +14,7 @@ import dagster as dg
 from pg_metadata.assets import ENTITY_KEYS, raw_key
 from pg_metadata.datasets import DATABASES, PER_DATABASE
 from pg_metadata.errors import OutputError
+from pg_metadata.history import latest_materialization
 from pg_metadata.partitions import database_partitions
 from pg_metadata.resources import OutputTarget
 from pg_metadata.storage import encode_segment
@@ -27,24 +28,17 @@ def latest_file(
     instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None
 ) -> dict[str, Any]:
     """The file of the latest materialization of an asset (partition)."""
-    if partition is None:
-        event = instance.get_latest_materialization_event(key)
-    else:
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
-        ).records
-        event = records[0].event_log_entry if records else None
-    mat = event.asset_materialization if event else None
-    if mat is None or "uri" not in mat.metadata:
+    latest = latest_materialization(instance, key, partition)
+    if latest is None or "uri" not in latest[0].metadata:
         where = key.to_user_string() + (f" [{partition}]" if partition else "")
         raise OutputError(f"{where} has no output yet; materialize it before the manifest")
-    meta = mat.metadata
+    meta, run_id = latest[0].metadata, latest[1]
     return {
         "asset": key.to_user_string(),
         "uri": str(meta["uri"].value),
         "rows": int(meta["dagster/row_count"].value),
         "bytes": int(meta["size_bytes"].value) if "size_bytes" in meta else None,
-        "run_id": event.run_id,
+        "run_id": run_id,
     }
 
 

@@ -129,6 +129,16 @@ class PostgresResource(dg.ConfigurableResource):
         return self._hook
 
 
+_CATALOG_ENV = {
+    "include_filter": "PG_METADATA_INCLUDE",
+    "exclude_filter": "PG_METADATA_EXCLUDE",
+    "temp_table_regex": "PG_METADATA_TEMP_TABLE_REGEX",
+    "connection_qualified_name": "ATLAN_CONNECTION_QUALIFIED_NAME",
+    "connection_name": "ATLAN_CONNECTION_NAME",
+    "tenant_id": "ATLAN_TENANT_ID",
+}
+
+
 class CatalogSettings(dg.ConfigurableResource):
     """What to extract and how to name it in Atlan."""
 
@@ -140,19 +150,13 @@ class CatalogSettings(dg.ConfigurableResource):
     tenant_id: str = Field(default="default")
 
     @classmethod
-    def from_env(cls) -> CatalogSettings:
-        """Settings from PG_METADATA_* and ATLAN_* variables."""
-        env = os.environ
-        return cls(
-            include_filter=env.get("PG_METADATA_INCLUDE", ""),
-            exclude_filter=env.get("PG_METADATA_EXCLUDE", ""),
-            temp_table_regex=env.get("PG_METADATA_TEMP_TABLE_REGEX", ""),
-            connection_qualified_name=env.get(
-                "ATLAN_CONNECTION_QUALIFIED_NAME", "default/postgres/0"
-            ),
-            connection_name=env.get("ATLAN_CONNECTION_NAME", "postgres"),
-            tenant_id=env.get("ATLAN_TENANT_ID", "default"),
-        )
+    def from_env(cls, **overrides: str | None) -> CatalogSettings:
+        """Settings from PG_METADATA_* and ATLAN_* variables, then non-None overrides."""
+        values = {
+            field: os.environ[var] for field, var in _CATALOG_ENV.items() if var in os.environ
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
 
     def catalog_filter(self) -> CatalogFilter:
         """Validated filters; raises ConfigError with a one-line message."""

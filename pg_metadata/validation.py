@@ -112,36 +112,31 @@ def _check_column(
     references: Finding,
     parents: Finding,
 ) -> None:
-    """References and parent of a column in one look: its only references are its parent."""
-    attributes = column["attributes"]
-    found = [k for k in COLUMN_PARENTS if k in attributes]
-    if len(found) != 1:
+    """Parent and references of a column in one look: its only reference is its parent."""
+    key = _check_parent(column, parents)
+    if key is None:
         _check_references(column, known, references)
-        _check_parent(column, parents)
         return
-    key = found[0]
-    target = attributes[key]
+    target = column["attributes"][key]
     parent_qn = target["uniqueAttributes"]["qualifiedName"]
     if parent_qn not in known.get(target["typeName"], ()):
         references.add(f"{qualified_name(column)} -{key}-> {target['typeName']} {parent_qn}")
-    if attributes.get(COLUMN_PARENTS[key]) != parent_qn:
-        parents.add(f"{qualified_name(column)}: {key} disagrees with {COLUMN_PARENTS[key]}")
-    elif not attributes["qualifiedName"].startswith(parent_qn + "/"):
-        parents.add(f"{qualified_name(column)} is not under its parent {parent_qn}")
 
 
-def _check_parent(column: Mapping[str, Any], finding: Finding) -> None:
+def _check_parent(column: Mapping[str, Any], finding: Finding) -> str | None:
+    """Record parent problems; return the parent reference key when there is exactly one."""
     attributes = column["attributes"]
     parents = [k for k in COLUMN_PARENTS if k in attributes]
     if len(parents) != 1:
         finding.add(f"{qualified_name(column)} has parents {parents or 'none'}")
-        return
+        return None
     key = parents[0]
     parent_qn = attributes[key]["uniqueAttributes"]["qualifiedName"]
     if attributes.get(COLUMN_PARENTS[key]) != parent_qn:
         finding.add(f"{qualified_name(column)}: {key} disagrees with {COLUMN_PARENTS[key]}")
     elif not qualified_name(column).startswith(parent_qn + "/"):
         finding.add(f"{qualified_name(column)} is not under its parent {parent_qn}")
+    return key
 
 
 def expected_count(type_name: str, raw_rows: Iterable[Mapping[str, Any]]) -> int:
@@ -149,11 +144,6 @@ def expected_count(type_name: str, raw_rows: Iterable[Mapping[str, Any]]) -> int
     if type_name in E.RELATION_TYPES:
         return sum(1 for row in raw_rows if E.relation_type(row) == type_name)
     return sum(1 for _ in raw_rows)
-
-
-def count_by_type(entities: Iterable[Mapping[str, Any]]) -> Counter:
-    """Entities per typeName."""
-    return Counter(e["typeName"] for e in entities)
 
 
 def qualified_names(entities: Iterable[Mapping[str, Any]]) -> Iterator[str]:
