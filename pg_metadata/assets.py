@@ -5,8 +5,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import dagster as dg
+import pyarrow.compute as pc
 
+from pg_metadata import checks as C
 from pg_metadata import entities as E
+from pg_metadata import validation as V
 from pg_metadata.datasets import (
     COLUMNS,
     DATABASES,
@@ -18,7 +21,8 @@ from pg_metadata.datasets import (
 )
 from pg_metadata.errors import OutputError, PgMetadataError
 from pg_metadata.extract import read_catalog
-from pg_metadata.formats import Entities, ParquetFile
+from pg_metadata.formats import Entities, JsonLinesFile, ParquetFile
+from pg_metadata.keys import ENTITY_KEYS, raw_key
 from pg_metadata.partitions import database_partitions, sync_database_partitions
 from pg_metadata.resources import CatalogSettings, PostgresResource
 
@@ -26,11 +30,6 @@ RAW_GROUP = "postgres_catalog"
 ENTITY_GROUP = "atlan_entities"
 SOURCE_POOL = "pg_metadata_source"
 RETRY_BASE_SECONDS = 2
-
-
-def raw_key(dataset: Dataset) -> dg.AssetKey:
-    """Asset key of a raw dataset."""
-    return dg.AssetKey(["raw", dataset.name])
 
 
 def column_schema(dataset: Dataset) -> dg.TableSchema:
@@ -131,12 +130,15 @@ def extract_catalog(
     selected = [d for d in PER_DATABASE if raw_key(d) in context.selected_asset_keys]
     with user_errors(context, postgres.retries):
         params = catalog.catalog_filter().sql_params()
-        conn = postgres.connect(database)
-        try:
+        with contextlib.ExitStack() as connections:
+            conn = connections.enter_context(contextlib.closing(postgres.connect(database)))
+            helper = None
+            if COLUMNS in selected and postgres.connections_per_database() == 2:
+                helper = connections.enter_context(contextlib.closing(postgres.connect(database)))
             server_version = conn.info.parameter_status("server_version")
-            snapshot = read_catalog(conn, [*selected, FINGERPRINT], params)
-        finally:
-            conn.close()
+            snapshot = read_catalog(
+                conn, [*selected, FINGERPRINT], params, helper=helper, on_helper=COLUMNS
+            )
     with snapshot:
         (row,) = snapshot.results[FINGERPRINT.name].read_all().to_pylist()
         context.log.info(
@@ -157,20 +159,27 @@ def extract_catalog(
             )
 
 
-ENTITY_KEYS = {
-    E.DATABASE: dg.AssetKey(["atlan", "database"]),
-    E.SCHEMA: dg.AssetKey(["atlan", "schema"]),
-    E.TABLE: dg.AssetKey(["atlan", "table"]),
-    E.TABLE_PARTITION: dg.AssetKey(["atlan", "table_partition"]),
-    E.VIEW: dg.AssetKey(["atlan", "view"]),
-    E.MATERIALISED_VIEW: dg.AssetKey(["atlan", "materialised_view"]),
-    E.COLUMN: dg.AssetKey(["atlan", "column"]),
-}
 _ENTITY = {
     "group_name": ENTITY_GROUP,
     "kinds": {"atlan", "json"},
     "partitions_def": database_partitions,
 }
+
+
+def checked_entities(
+    type_name: str,
+    entities: Callable[[], Iterable[dict[str, Any]]],
+    referenced: dict[str, JsonLinesFile],
+    raw: ParquetFile | None,
+    metadata: dict[str, Any] | None = None,
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    """Emit the entities (the IO manager writes them as they are checked), then the checks."""
+    inputs = C.referenced_inputs(type_name)
+    known = {t: set(V.qualified_names(referenced[name])) for name, t in inputs.items()}
+    scanner = C.scanner(type_name, known)
+    yield dg.Output(Entities(type_name, scanner.watch(entities())), metadata=metadata)
+    found = scanner.finish(entities)
+    yield from C.check_results(type_name, found, C.expected_count(type_name, raw))
 
 
 @dg.asset(
@@ -180,6 +189,7 @@ _ENTITY = {
         "schemas": dg.AssetIn(raw_key(SCHEMAS)),
     },
     description="The Atlan Database entity of this partition's database (JSON Lines).",
+    check_specs=C.check_specs(E.DATABASE),
     **_ENTITY,
 )
 def database_entity(
@@ -187,7 +197,7 @@ def database_entity(
     catalog: CatalogSettings,
     databases: ParquetFile,
     schemas: ParquetFile,
-) -> Entities:
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
     name = context.partition_key
     with user_errors():
         ctx = atlan_context(context, catalog)
@@ -197,7 +207,8 @@ def database_entity(
                 f"database {name!r} is not in the latest raw/databases output; "
                 "materialize raw/databases first"
             )
-    return Entities(E.DATABASE, [E.database_entity(rows[0], schemas.num_rows, ctx)])
+    entity = E.database_entity(rows[0], schemas.num_rows, ctx)
+    yield from checked_entities(E.DATABASE, lambda: [entity], {}, None)
 
 
 def entity_schema(type_name: str) -> dg.TableSchema:
@@ -225,30 +236,52 @@ def entity_asset(
     dataset: Dataset,
     to_entities: Callable[[ParquetFile, E.AtlanContext], Iterable[dict[str, Any]]],
 ) -> dg.AssetsDefinition:
-    """The asset of one Atlan typeName, transformed from one raw dataset."""
+    """The asset of one Atlan typeName, transformed from one raw dataset and checked while
+    written against the entities its references point at."""
+    referenced = {
+        name: dg.AssetIn(ENTITY_KEYS[t]) for name, t in C.referenced_inputs(type_name).items()
+    }
 
     @dg.asset(
         key=ENTITY_KEYS[type_name],
-        ins={"raw": dg.AssetIn(raw_key(dataset))},
+        ins={"raw": dg.AssetIn(raw_key(dataset)), **referenced},
         description=f"Atlan {type_name} entities of one database (JSON Lines).",
         metadata={"dagster/column_schema": entity_schema(type_name)},
+        check_specs=C.check_specs(type_name),
         **_ENTITY,
     )
     def _entities(
-        context: dg.AssetExecutionContext, catalog: CatalogSettings, raw: ParquetFile
-    ) -> dg.Output:
+        context: dg.AssetExecutionContext,
+        catalog: CatalogSettings,
+        raw: ParquetFile,
+        **referenced_entities: JsonLinesFile,
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         with user_errors():
             ctx = atlan_context(context, catalog)
-        return dg.Output(
-            Entities(type_name, to_entities(raw, ctx)),
+        yield from checked_entities(
+            type_name,
+            lambda: to_entities(raw, ctx),
+            referenced_entities,
+            raw,
             metadata={"dagster/column_lineage": column_lineage(type_name, raw_key(dataset))},
         )
 
     return _entities
 
 
+# Rows that may hold each relation type (a superset: relation_entities decides exactly), so
+# each relation asset turns only its own rows into Python objects.
+_MAY_BE = {
+    E.TABLE: ~pc.field("table_kind").isin(["v", "m"]),
+    E.TABLE_PARTITION: pc.field("is_partition"),
+    E.VIEW: pc.field("table_kind") == "v",
+    E.MATERIALISED_VIEW: pc.field("table_kind") == "m",
+}
+
+
 def _relations_of(type_name: str):
-    return lambda raw, ctx: E.relation_entities(raw.rows(), ctx, type_name)
+    where = _MAY_BE[type_name]
+    return lambda raw, ctx: E.relation_entities(raw.rows(where=where), ctx, type_name)
 
 
 schema_entities = entity_asset(

@@ -13,11 +13,11 @@ import os
 
 import dagster as dg
 
-from pg_metadata.assets import raw_key
 from pg_metadata.datasets import DATABASES, FINGERPRINT, TABLES
 from pg_metadata.errors import PgMetadataError
 from pg_metadata.extract import query_rows
 from pg_metadata.history import latest_materialization
+from pg_metadata.keys import raw_key
 from pg_metadata.partitions import (
     DATABASE_PARTITIONS_NAME,
     database_partitions,

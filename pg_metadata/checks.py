@@ -1,8 +1,9 @@
-"""Blocking asset checks on the entity assets: a failure keeps the manifest from publishing.
+"""Blocking integrity checks of the entity assets, computed while each asset writes its output.
 
-One check op per entity asset reads its output once and reports each check separately:
-unique qualifiedNames, references that resolve to entities the same run emitted, entity
-counts that agree with the raw rows, and (for columns) exactly one parent.
+Every entity asset declares these checks and reports them right after its output is written:
+`validation.Scanner` looks at each entity as it streams to the file, so even a million-column
+output is never read back (or downloaded again from S3). A failed check stops the manifest, so
+`latest/` keeps pointing at the last good output.
 """
 
 from collections.abc import Iterator
@@ -11,11 +12,9 @@ import dagster as dg
 
 from pg_metadata import entities as E
 from pg_metadata import validation as V
-from pg_metadata.assets import ENTITY_KEYS, raw_key
 from pg_metadata.datasets import COLUMNS, SCHEMAS, TABLES
-from pg_metadata.formats import JsonLinesFile, ParquetFile
-from pg_metadata.manifest import latest_file
-from pg_metadata.resources import OutputTarget
+from pg_metadata.formats import ParquetFile
+from pg_metadata.keys import ENTITY_KEYS
 
 UNIQUE, REFERENCES, COUNTS, ONE_PARENT = (
     "unique_qualified_names",
@@ -41,7 +40,23 @@ DESCRIPTIONS = {
 }
 
 
-def _specs(type_name: str) -> list[dg.AssetCheckSpec]:
+def referenced_inputs(type_name: str) -> dict[str, str]:
+    """Input name -> typeName of the other entity assets whose names a type's references use."""
+    return {ENTITY_KEYS[t].path[-1]: t for t in REFERENCED[type_name] if t != type_name}
+
+
+def scanner(type_name: str, known: dict[str, set[str]]) -> V.Scanner:
+    """The streaming checker of one entity type, given the names of the types it references."""
+    return V.Scanner(
+        type_name,
+        known if REFERENCED[type_name] else None,
+        columns=type_name == E.COLUMN,
+        self_referencing=type_name in REFERENCED[type_name],
+    )
+
+
+def check_specs(type_name: str) -> list[dg.AssetCheckSpec]:
+    """The checks an entity asset declares."""
     names = [UNIQUE, COUNTS]
     if REFERENCED[type_name]:
         names.insert(1, REFERENCES)
@@ -53,6 +68,15 @@ def _specs(type_name: str) -> list[dg.AssetCheckSpec]:
         )
         for n in names
     ]
+
+
+def expected_count(type_name: str, raw: ParquetFile | None) -> int:
+    """How many entities of a type the raw rows call for."""
+    if type_name == E.DATABASE or raw is None:
+        return 1
+    if type_name in (E.SCHEMA, E.COLUMN):
+        return raw.num_rows
+    return V.expected_count(type_name, raw.rows(["is_partition", "table_kind"]))
 
 
 def _result(type_name: str, name: str, finding: V.Finding, **extra) -> dg.AssetCheckResult:
@@ -68,48 +92,14 @@ def _result(type_name: str, name: str, finding: V.Finding, **extra) -> dg.AssetC
     )
 
 
-def entity_checks(type_name: str) -> dg.AssetChecksDefinition:
-    """The checks of one entity asset."""
-    key = ENTITY_KEYS[type_name]
-
-    @dg.multi_asset_check(specs=_specs(type_name), name=f"check_{key.path[-1]}")
-    def _checks(
-        context: dg.AssetCheckExecutionContext, output: OutputTarget
-    ) -> Iterator[dg.AssetCheckResult]:
-        database = context.partition_key
-        store = output.store()
-
-        def load(k: dg.AssetKey, partition: str | None = database) -> str:
-            return store.fetch(latest_file(context.instance, k, partition)["uri"])
-
-        emitted = JsonLinesFile(load(key))
-        known = None
-        if REFERENCED[type_name]:
-            known = {
-                t: set(V.qualified_names(JsonLinesFile(load(ENTITY_KEYS[t]))))
-                for t in REFERENCED[type_name]
-            }
-        found = V.scan(lambda: iter(emitted), known, columns=type_name == E.COLUMN)
-        yield _result(type_name, UNIQUE, found.duplicates)
-        if known is not None:
-            yield _result(type_name, REFERENCES, found.references)
-        if type_name == E.DATABASE:
-            expected = 1
-        else:
-            raw = ParquetFile(load(raw_key(RAW[type_name])))
-            expected = (
-                raw.num_rows
-                if type_name in (E.SCHEMA, E.COLUMN)
-                else (V.expected_count(type_name, raw.rows(["is_partition", "table_kind"])))
-            )
-        counts = V.Finding()
-        if found.count != expected:
-            counts.add(f"{found.count} {type_name} entities, raw rows call for {expected}")
-        yield _result(type_name, COUNTS, counts, entities=found.count, expected=expected)
-        if type_name == E.COLUMN:
-            yield _result(type_name, ONE_PARENT, found.parents)
-
-    return _checks
-
-
-entity_asset_checks = [entity_checks(t) for t in ENTITY_KEYS]
+def check_results(type_name: str, found: V.Scan, expected: int) -> Iterator[dg.AssetCheckResult]:
+    """The results of every check of one entity asset."""
+    yield _result(type_name, UNIQUE, found.duplicates)
+    if REFERENCED[type_name]:
+        yield _result(type_name, REFERENCES, found.references)
+    counts = V.Finding()
+    if found.count != expected:
+        counts.add(f"{found.count} {type_name} entities, raw rows call for {expected}")
+    yield _result(type_name, COUNTS, counts, entities=found.count, expected=expected)
+    if type_name == E.COLUMN:
+        yield _result(type_name, ONE_PARENT, found.parents)

@@ -15,6 +15,7 @@ ENV_HELP = """environment variables (options win over them):
   PG_METADATA_OUTPUT               folder or s3://bucket/prefix (default ./pg_metadata_output)
   PG_METADATA_INCLUDE / _EXCLUDE   Atlan filters: '{"^shop$": ["^sales$"]}' or '{"^shop$": "*"}'
   PG_METADATA_TEMP_TABLE_REGEX     relation names to skip, e.g. '^tmp_'
+  PG_METADATA_QUERY_CONNECTIONS    connections per database: 2 (default, one shared snapshot) or 1
   ATLAN_CONNECTION_QUALIFIED_NAME  e.g. default/postgres/1717000000
   ATLAN_CONNECTION_NAME            e.g. prod-pg
   PG_METADATA_AUTH                 basic (default), iam_user or iam_role (AWS RDS IAM)
@@ -76,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(env("PG_METADATA_RETRIES", "3")),
         help="retries when the server is unreachable (default 3; PG_METADATA_RETRIES)",
     )
+    ex.add_argument(
+        "--query-connections",
+        type=int,
+        choices=[1, 2],
+        help="connections per database (default 2; PG_METADATA_QUERY_CONNECTIONS)",
+    )
     ex.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run log")
     demo = sub.add_parser(
         "demo",
@@ -119,6 +126,7 @@ def extract(args: argparse.Namespace) -> int:
         sslmode=args.sslmode,
         sslrootcert=args.sslrootcert,
         retries=args.retries,
+        query_connections=args.query_connections,
         auth=args.auth,
         aws_region=args.aws_region,
         aws_profile=args.aws_profile,

@@ -93,6 +93,42 @@ class ThrowawayServer:
             raise
         return self
 
+    def standby(self) -> ThrowawayServer:
+        """A hot standby of this running server (pg_basebackup -R, streaming replication) on
+        its own port: a read replica, as extractors are often pointed at."""
+        assert self.workdir is not None
+        replica = ThrowawayServer(self.admin_user, self.admin_password)
+        replica.bindir, replica._as_root = self.bindir, self._as_root
+        replica.workdir = Path(tempfile.mkdtemp(prefix="pg_metadata_standby_", dir="/tmp"))
+        replica.workdir.chmod(0o755)
+        if self._as_root:
+            shutil.chown(replica.workdir, user=OS_USER)
+        try:
+            replica._run(
+                "pg_basebackup",
+                "-D",
+                replica.workdir / "data",
+                "-R",
+                "-X",
+                "stream",
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-U",
+                self.admin_user,
+                "--no-sync",
+                "--checkpoint=fast",  # the default spread checkpoint waits minutes
+                env={"PGPASSWORD": self.admin_password},
+            )
+            with (replica.workdir / "data" / "postgresql.conf").open("a") as conf:
+                conf.write(f"unix_socket_directories = '{replica.workdir}'\n")
+            replica._start()
+        except BaseException:
+            replica.stop()
+            raise
+        return replica
+
     def stop(self) -> None:
         """Stop the server and delete its files."""
         if self.workdir is None:
@@ -157,12 +193,18 @@ class ThrowawayServer:
         log = self.log_path.read_text() if self.log_path.exists() else proc.stderr
         raise PgMetadataError(f"could not start a throwaway PostgreSQL server: {log[-500:]}")
 
-    def _run(self, tool: str, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess:
+    def _run(
+        self,
+        tool: str,
+        *args: str | Path,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess:
         assert self.bindir is not None and self.workdir is not None
         cmd = [str(self.bindir / tool), *map(str, args)]
         if self._as_root:
             cmd = ["runuser", "-u", OS_USER, "--", *cmd]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("PG")}, **(env or {})}
         env["LC_MESSAGES"] = "C"
         proc = subprocess.run(cmd, cwd=self.workdir, env=env, capture_output=True, text=True)
         if check and proc.returncode != 0:

@@ -1,6 +1,7 @@
 """Read the catalog of one database with a fixed handful of set-based queries.
 
-All queries of one database run in one READ ONLY, REPEATABLE READ transaction (one snapshot).
+All queries of one database read one READ ONLY, REPEATABLE READ snapshot: one transaction, or
+two when a helper connection runs the biggest query alongside the others in the same snapshot.
 Each result is streamed with COPY ... TO STDOUT (CSV) into a spool file on local disk, and the
 transaction ends before any output is written, so the source is held only as long as the queries
 take. Spooled results are then read back as Arrow record batches, so memory stays flat whatever
@@ -9,8 +10,10 @@ the size of the catalog.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -95,30 +98,123 @@ def read_catalog(
     datasets: Sequence[Dataset],
     params: dict[str, Any],
     spool_dir: str | Path | None = None,
+    helper: psycopg2.extensions.connection | None = None,
+    on_helper: Dataset | None = None,
 ) -> CatalogSnapshot:
-    """Run each dataset's query in one read-only snapshot and spool the rows to disk."""
+    """Run each dataset's query in one read-only snapshot and spool the rows to disk.
+
+    With a `helper` connection, the `on_helper` query (the biggest) runs on it while the others
+    run on `conn`, in the same snapshot: `conn` exports it (pg_export_snapshot) and the helper
+    imports it (SET TRANSACTION SNAPSHOT), as pg_dump -j does. Where the server cannot export a
+    snapshot (a hot standby), everything runs on `conn`.
+    """
     database = conn.info.dbname
     workdir = Path(tempfile.mkdtemp(prefix="pg_metadata_", dir=spool_dir))
     snapshot = CatalogSnapshot(database=database, workdir=workdir)
     started = time.perf_counter()
+    statements = 2  # BEGIN (implicit, sent by the driver) + COMMIT
     try:
-        with conn.cursor() as cur:
-            for dataset in datasets:
-                path = workdir / f"{dataset.name}.csv"
-                t0 = time.perf_counter()
-                _copy_to_file(cur, dataset, params, path, database)
-                snapshot.results[dataset.name] = SpooledResult(
-                    dataset, path, time.perf_counter() - t0
-                )
+        exported = None
+        if helper is not None and on_helper in datasets and len(datasets) > 1:
+            exported = _export_snapshot(conn)
+            statements += 1 if exported else 3  # SELECT; or a failed SELECT, ROLLBACK, BEGIN
+        parallel = [on_helper] if exported else []
+        with contextlib.ExitStack() as stack:
+            if parallel:
+                statements += 4  # BEGIN, SET TRANSACTION SNAPSHOT, COPY, COMMIT
+                job = _HelperCopy(helper, exported, parallel[0], params, workdir, snapshot)
+                stack.enter_context(job.running(conn))
+            with conn.cursor() as cur:
+                for dataset in datasets:
+                    if dataset not in parallel:
+                        _spool(cur, dataset, params, workdir, snapshot)
+                        statements += 1
         conn.commit()
     except BaseException:
         snapshot.remove()
         _rollback_quietly(conn)
+        if helper is not None:
+            _rollback_quietly(helper)
         raise
-    # BEGIN (implicit, sent by the driver) + one COPY per dataset + COMMIT
-    snapshot.statements = len(datasets) + 2
+    snapshot.statements = statements
     snapshot.seconds = time.perf_counter() - started
     return snapshot
+
+
+def _spool(
+    cur: psycopg2.extensions.cursor,
+    dataset: Dataset,
+    params: dict[str, Any],
+    workdir: Path,
+    snapshot: CatalogSnapshot,
+) -> None:
+    path = workdir / f"{dataset.name}.csv"
+    t0 = time.perf_counter()
+    _copy_to_file(cur, dataset, params, path, snapshot.database)
+    snapshot.results[dataset.name] = SpooledResult(dataset, path, time.perf_counter() - t0)
+
+
+def _export_snapshot(conn: psycopg2.extensions.connection) -> str | None:
+    """Export the open transaction's snapshot; None where the server cannot (a hot standby)."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_catalog.pg_export_snapshot()")
+            (name,) = cur.fetchone()
+        return name
+    except psycopg2.OperationalError:
+        raise
+    except psycopg2.Error:
+        conn.rollback()
+        return None
+
+
+@dataclass
+class _HelperCopy:
+    """One query on the helper connection, in a thread, inside the exported snapshot."""
+
+    conn: psycopg2.extensions.connection
+    snapshot_name: str
+    dataset: Dataset
+    params: dict[str, Any]
+    workdir: Path
+    snapshot: CatalogSnapshot
+    error: BaseException | None = None
+    main_failed: bool = False
+
+    def run(self, main: psycopg2.extensions.connection) -> None:
+        try:
+            with self.conn.cursor() as cur:
+                try:
+                    cur.execute("SET TRANSACTION SNAPSHOT %s", (self.snapshot_name,))
+                except psycopg2.Error as exc:
+                    raise ExtractionError(
+                        describe_query_error(self.dataset.name, self.snapshot.database, exc)
+                    ) from None
+                _spool(cur, self.dataset, self.params, self.workdir, self.snapshot)
+            self.conn.commit()
+        except BaseException as exc:
+            if not self.main_failed:
+                self.error = exc
+                main.cancel()  # stop the other queries early; this error is the one reported
+
+    @contextlib.contextmanager
+    def running(self, main: psycopg2.extensions.connection) -> Iterator[None]:
+        """Run alongside the body; the helper's error wins over the cancel it caused."""
+        thread = threading.Thread(target=self.run, args=(main,), name="pg_metadata-helper")
+        thread.start()
+        try:
+            yield
+        except BaseException:
+            if self.error is None:  # the main connection failed first: stop the helper
+                self.main_failed = True
+                self.conn.cancel()
+                thread.join()
+                raise
+            thread.join()
+            raise self.error from None
+        thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def _copy_to_file(

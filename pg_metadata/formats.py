@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +11,7 @@ from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 PARQUET_BATCH_ROWS = 8_192  # Python objects per batch stay small: flat memory
@@ -56,9 +59,13 @@ class ParquetFile:
             batch_size=PARQUET_BATCH_ROWS, columns=columns
         )
 
-    def rows(self, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
-        """Rows as dicts, one batch in memory at a time."""
+    def rows(
+        self, columns: list[str] | None = None, where: pc.Expression | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Rows as dicts (only those matching `where`), one batch in memory at a time."""
         for batch in self.batches(columns):
+            if where is not None:
+                batch = batch.filter(where)
             yield from batch.to_pylist()
 
     def read_all(self) -> pa.Table:
@@ -100,13 +107,66 @@ def write_parquet(source: ArrowSource, path: Path) -> int:
 
 
 def write_json_lines(items: Iterable[dict[str, Any]], path: Path) -> int:
-    """Write one JSON object per line (NaN becomes null); returns the line count."""
+    """Write one JSON object per line (NaN becomes null); returns the line count.
+
+    Encoding stays on this thread; a writer thread copies each ~1 MiB chunk into the file, so
+    the kernel's share of writing a gigabyte runs on another core (file writes release the GIL).
+    """
     count = 0
     dumps = orjson.dumps
-    with open(path, "wb", buffering=1 << 20) as f:
-        write = f.write
+    newline = orjson.OPT_APPEND_NEWLINE
+    with _ChunkWriter(path) as out:
+        lines: list[bytes] = []
+        size = 0
         for item in items:
-            write(dumps(item))
-            write(b"\n")
+            line = dumps(item, option=newline)
+            lines.append(line)
+            size += len(line)
             count += 1
+            if size >= JSON_CHUNK_BYTES:
+                out.put(b"".join(lines))
+                lines, size = [], 0
+        out.put(b"".join(lines))
     return count
+
+
+JSON_CHUNK_BYTES = 1 << 20
+_QUEUED_CHUNKS = 4  # at most this many chunks wait for the disk: memory stays flat
+
+
+class _ChunkWriter:
+    """Writes byte chunks to a file on a background thread, in order."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by the thread
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED_CHUNKS)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="pg_metadata-writer")
+
+    def __enter__(self) -> _ChunkWriter:
+        self._thread.start()
+        return self
+
+    def put(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        if chunk:
+            self._queue.put(chunk)
+
+    def _drain(self) -> None:
+        try:
+            while (chunk := self._queue.get()) is not None:
+                if self._error is None:
+                    self._file.write(chunk)
+        except BaseException as exc:  # e.g. disk full: reported on the next put or at exit
+            self._error = exc
+            while self._queue.get() is not None:  # keep draining so put() never blocks
+                pass
+        finally:
+            self._file.close()
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None and exc_type is None:
+            raise self._error

@@ -11,10 +11,10 @@ from typing import Any
 
 import dagster as dg
 
-from pg_metadata.assets import ENTITY_KEYS, raw_key
 from pg_metadata.datasets import DATABASES, PER_DATABASE
 from pg_metadata.errors import OutputError
 from pg_metadata.history import latest_materialization
+from pg_metadata.keys import ENTITY_KEYS, raw_key
 from pg_metadata.partitions import database_partitions
 from pg_metadata.resources import OutputTarget
 from pg_metadata.storage import encode_segment

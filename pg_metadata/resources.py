@@ -14,6 +14,7 @@ from pydantic import Field, PrivateAttr
 
 from pg_metadata.auth import AuthMode, AwsAuthSettings, IamTokenHook
 from pg_metadata.entities import AtlanContext
+from pg_metadata.errors import ConfigError
 from pg_metadata.filters import CatalogFilter
 from pg_metadata.settings import DEFAULT_APPLICATION_NAME, ConnectionSettings
 from pg_metadata.source import CredentialHook, connect, create_engine
@@ -42,6 +43,12 @@ class PostgresResource(dg.ConfigurableResource):
     connect_timeout_s: int = Field(default=10)
     statement_timeout_ms: int = Field(default=300_000, description="Per catalog query")
     lock_timeout_ms: int = Field(default=5_000)
+    query_connections: int | None = Field(
+        default=None,
+        description="Connections per database (PG_METADATA_QUERY_CONNECTIONS, default 2): 2 "
+        "runs the column query beside the others in one exported snapshot, as pg_dump -j does; "
+        "1 keeps to a single connection",
+    )
     retries: int = Field(
         default=3, description="Retries (2s, 4s, 8s... apart) when the server is unreachable"
     )
@@ -90,7 +97,19 @@ class PostgresResource(dg.ConfigurableResource):
 
     def validate(self) -> None:
         """Check the connection and auth settings before any work starts."""
+        self.connections_per_database()
         self.auth_settings().validate(self.settings())
+
+    def connections_per_database(self) -> int:
+        """1 or 2 (config over PG_METADATA_QUERY_CONNECTIONS)."""
+        value = self.query_connections
+        if value is None:
+            value = os.environ.get("PG_METADATA_QUERY_CONNECTIONS") or "2"
+        if str(value) not in ("1", "2"):
+            raise ConfigError(
+                f"query connections {value!r} (PG_METADATA_QUERY_CONNECTIONS) must be 1 or 2"
+            )
+        return int(value)
 
     def _libpq_settings(self) -> ConnectionSettings:
         return ConnectionSettings.from_env(

@@ -57,7 +57,7 @@ def repeated(values: array) -> set[int]:
     """Values that occur more than once: sort in Arrow (C++), compare neighbours."""
     if len(values) < 2:
         return set()
-    column = pa.array(values, type=pa.int64())
+    column = pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
     ordered = column.take(pc.sort_indices(column))
     del column
     same = pc.equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1))
@@ -85,8 +85,13 @@ def unresolved_references(
 
 
 def _check_references(
-    entity: Mapping[str, Any], known: Mapping[str, set[str]], finding: Finding
+    entity: Mapping[str, Any],
+    known: Mapping[str, set[str]],
+    finding: Finding,
+    deferred: tuple[str, list[tuple[str, str, str]]] | None = None,
 ) -> None:
+    """Record references whose target is unknown; with `deferred` (a typeName and a list),
+    references to that type that are not known yet are kept for a later look instead."""
     attributes = entity["attributes"]
     for key in REFERENCE_KEYS:
         target = attributes.get(key)
@@ -94,7 +99,11 @@ def _check_references(
             continue
         type_name = target.get("typeName")
         target_qn = target.get("uniqueAttributes", {}).get("qualifiedName")
-        if target_qn not in known.get(type_name, ()):
+        if target_qn in known.get(type_name, ()):
+            continue
+        if deferred is not None and type_name == deferred[0]:
+            deferred[1].append((f"{qualified_name(entity)} -{key}->", type_name, target_qn))
+        else:
             finding.add(f"{qualified_name(entity)} -{key}-> {type_name} {target_qn}")
 
 
@@ -102,41 +111,38 @@ def column_parent_problems(columns: Iterable[Mapping[str, Any]]) -> Finding:
     """Every column must have exactly one parent reference, consistent with its names."""
     finding = Finding()
     for column in columns:
-        _check_parent(column, finding)
+        _check_column(column, None, finding, finding)
     return finding
 
 
 def _check_column(
     column: Mapping[str, Any],
-    known: Mapping[str, set[str]],
+    known: Mapping[str, set[str]] | None,
     references: Finding,
     parents: Finding,
 ) -> None:
-    """Parent and references of a column in one look: its only reference is its parent."""
-    key = _check_parent(column, parents)
-    if key is None:
-        _check_references(column, known, references)
-        return
-    target = column["attributes"][key]
-    parent_qn = target["uniqueAttributes"]["qualifiedName"]
-    if parent_qn not in known.get(target["typeName"], ()):
-        references.add(f"{qualified_name(column)} -{key}-> {target['typeName']} {parent_qn}")
-
-
-def _check_parent(column: Mapping[str, Any], finding: Finding) -> str | None:
-    """Record parent problems; return the parent reference key when there is exactly one."""
+    """Parent and references of a column in one look (it runs a million times on big
+    catalogs): exactly one parent, matching the names, and known (unless `known` is None)."""
     attributes = column["attributes"]
-    parents = [k for k in COLUMN_PARENTS if k in attributes]
-    if len(parents) != 1:
-        finding.add(f"{qualified_name(column)} has parents {parents or 'none'}")
-        return None
-    key = parents[0]
-    parent_qn = attributes[key]["uniqueAttributes"]["qualifiedName"]
+    key, count = "", 0
+    for k in COLUMN_PARENTS:
+        if k in attributes:
+            key, count = k, count + 1
+    qn = attributes["qualifiedName"]
+    if count != 1:
+        found = [k for k in COLUMN_PARENTS if k in attributes]
+        parents.add(f"{qn} has parents {found or 'none'}")
+        if known is not None:
+            _check_references(column, known, references)
+        return
+    target = attributes[key]
+    parent_qn = target["uniqueAttributes"]["qualifiedName"]
     if attributes.get(COLUMN_PARENTS[key]) != parent_qn:
-        finding.add(f"{qualified_name(column)}: {key} disagrees with {COLUMN_PARENTS[key]}")
-    elif not qualified_name(column).startswith(parent_qn + "/"):
-        finding.add(f"{qualified_name(column)} is not under its parent {parent_qn}")
-    return key
+        parents.add(f"{qn}: {key} disagrees with {COLUMN_PARENTS[key]}")
+    elif not (qn.startswith(parent_qn) and qn[len(parent_qn) : len(parent_qn) + 1] == "/"):
+        parents.add(f"{qn} is not under its parent {parent_qn}")
+    if known is not None and parent_qn not in known.get(target["typeName"], ()):
+        references.add(f"{qn} -{key}-> {target['typeName']} {parent_qn}")
 
 
 def expected_count(type_name: str, raw_rows: Iterable[Mapping[str, Any]]) -> int:
@@ -162,27 +168,73 @@ class Scan:
     parents: Finding = field(default_factory=Finding)
 
 
+class Scanner:
+    """The checks of one entity type, computed entity by entity as the entities stream past
+    on their way to the output file, so nothing is read back.
+
+    `known` holds the qualifiedNames of the other types this type references; when the type
+    references itself (partitions of partitions), its own names are collected as they pass and
+    references to names not seen yet are resolved at the end. Memory: 8 bytes per entity.
+    """
+
+    def __init__(
+        self,
+        type_name: str,
+        known: Mapping[str, set[str]] | None = None,
+        columns: bool = False,
+        self_referencing: bool = False,
+    ) -> None:
+        self.result = Scan()
+        self._known = dict(known or {})
+        self._check_refs = known is not None or self_referencing
+        self._columns = columns
+        self._hashes = array("q")  # 8 bytes per entity, not a Python set of ints
+        self._own: set[str] | None = None
+        self._deferred: tuple[str, list[tuple[str, str, str]]] | None = None
+        if self_referencing:
+            self._own = self._known.setdefault(type_name, set())
+            self._deferred = (type_name, [])
+
+    def watch(self, entities: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+        """Pass the entities through, checking each one."""
+        result, hashes, own = self.result, self._hashes, self._own
+        for entity in entities:
+            result.count += 1
+            qn = entity["attributes"]["qualifiedName"]
+            hashes.append(hash(qn))
+            if own is not None:
+                own.add(qn)
+            if self._columns:
+                _check_column(entity, self._known, result.references, result.parents)
+            elif self._check_refs:
+                _check_references(entity, self._known, result.references, self._deferred)
+            yield entity
+
+    def finish(self, entities: Callable[[], Iterable[Mapping[str, Any]]]) -> Scan:
+        """Resolve what had to wait for the end; `entities` regenerates the stream, read
+        again only to name duplicates when some qualifiedName hash repeated."""
+        result = self.result
+        if self._deferred is not None:
+            for source, type_name, target_qn in self._deferred[1]:
+                if target_qn not in self._known[type_name]:
+                    result.references.add(f"{source} {type_name} {target_qn}")
+        suspects = repeated(self._hashes)
+        self._hashes = array("q")
+        if suspects:
+            counts = Counter(qn for qn in qualified_names(entities()) if hash(qn) in suspects)
+            for qn, n in sorted(counts.items()):
+                for _ in range(n - 1):
+                    result.duplicates.add(qn)
+        return result
+
+
 def scan(
     entities: Callable[[], Iterable[Mapping[str, Any]]],
     known: Mapping[str, set[str]] | None = None,
     columns: bool = False,
 ) -> Scan:
-    """One pass computing counts, reference and parent problems and duplicate candidates;
-    a second pass only when some qualifiedName hash repeated."""
-    result = Scan()
-    hashes = array("q")  # 8 bytes per entity, not a Python set of ints
-    for entity in entities():
-        result.count += 1
-        hashes.append(hash(entity["attributes"]["qualifiedName"]))
-        if columns:
-            _check_column(entity, known or {}, result.references, result.parents)
-        elif known is not None:
-            _check_references(entity, known, result.references)
-    suspects = repeated(hashes)
-    del hashes
-    if suspects:
-        counts = Counter(qn for qn in qualified_names(entities()) if hash(qn) in suspects)
-        for qn, n in sorted(counts.items()):
-            for _ in range(n - 1):
-                result.duplicates.add(qn)
-    return result
+    """All checks over entities that can be iterated again (a file, a list)."""
+    scanner = Scanner("", known, columns)
+    for _ in scanner.watch(entities()):
+        pass
+    return scanner.finish(entities)

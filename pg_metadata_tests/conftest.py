@@ -54,6 +54,7 @@ class PgCluster:
     admin_user: str
     admin_password: str
     log_path: Path | None = None
+    server: ThrowawayServer | None = None  # None for an external server
 
     def dsn(
         self, dbname: str = "postgres", user: str | None = None, password: str | None = None
@@ -162,9 +163,25 @@ def pg_cluster() -> Iterator[PgCluster]:
     except PgMetadataError as exc:
         pytest.fail(f"{exc} (or set PG_METADATA_TEST_DSN)", pytrace=False)
     try:
-        yield PgCluster(server.host, server.port, ADMIN_USER, ADMIN_PASSWORD, server.log_path)
+        yield PgCluster(
+            server.host, server.port, ADMIN_USER, ADMIN_PASSWORD, server.log_path, server
+        )
     finally:
         server.stop()
+
+
+@pytest.fixture
+def pg_standby(pg_cluster: PgCluster, catalog_db) -> Iterator[PgCluster]:
+    """A hot standby (read replica) of the throwaway cluster, holding the `shop` catalog."""
+    if pg_cluster.server is None:
+        pytest.skip("needs the throwaway cluster (a standby is made with pg_basebackup)")
+    replica = pg_cluster.server.standby()
+    try:
+        yield PgCluster(
+            replica.host, replica.port, ADMIN_USER, ADMIN_PASSWORD, replica.log_path, replica
+        )
+    finally:
+        replica.stop()
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""The blocking asset checks catch corrupted entity output, and keep it from being published."""
+"""The blocking asset checks catch corrupted entities as they are written, and keep them from
+being published."""
 
 from __future__ import annotations
 
-import json
+import copy
+from collections.abc import Iterator
 
 import dagster as dg
 import pytest
@@ -13,48 +15,55 @@ from pg_metadata_tests.pipeline import make_resources, run_pipeline
 pytestmark = pytest.mark.integration
 
 
-def check_results(defs, instance, key: list[str]) -> dict[str, bool]:
-    """Run only the checks of one entity asset for partition shop."""
-    result = defs.resolve_job_def("check_entities").execute_in_process(
-        instance=instance,
-        tags={"dagster/partition": "shop"},
-        raise_on_error=False,
+def corrupted(columns: Iterator[dict]) -> Iterator[dict]:
+    """The real column entities with a duplicate, an orphan and a dangling parent mixed in."""
+    first, second, third = next(columns), next(columns), next(columns)
+    orphan = copy.deepcopy(second)
+    for key in ("table", "view", "tablePartition", "materialisedView"):
+        orphan["attributes"].pop(key, None)
+    orphan["attributes"]["qualifiedName"] += "-orphan"
+    dangling = copy.deepcopy(third)
+    ref_key = next(k for k in ("table", "view", "tablePartition") if k in dangling["attributes"])
+    dangling["attributes"][ref_key]["uniqueAttributes"]["qualifiedName"] += "-missing"
+    dangling["attributes"]["qualifiedName"] += "-dangling"
+    yield from (first, first, orphan, dangling)
+    yield from columns
+
+
+def test_each_check_catches_its_corruption_while_writing(
+    pg_cluster, catalog_db, tmp_path, monkeypatch
+):
+    from pg_metadata import entities
+
+    real = entities.column_entities_from_batches
+    monkeypatch.setattr(
+        entities, "column_entities_from_batches", lambda *a: corrupted(iter(real(*a)))
     )
-    return {
-        e.check_name: e.passed
-        for e in result.get_asset_check_evaluations()
-        if e.asset_key == dg.AssetKey(key)
-    }
-
-
-def test_corrupted_output_fails_each_check(pg_cluster, catalog_db, tmp_path):
     with dg.instance_for_test() as instance:
-        run = run_pipeline(pg_cluster, instance, target=str(tmp_path), include='{"^shop$": "*"}')
-        defs = build_definitions(*make_resources(pg_cluster, target=str(tmp_path)))
-        assert set(check_results(defs, instance, ["atlan", "column"]).values()) == {True}
-
-        column_file = run.store.fetch(run.file("shop", "atlan/column")["uri"])
-        lines = column_file.read_text("utf-8").splitlines()
-        orphan = json.loads(lines[1])
-        orphan["attributes"].pop("table", None)
-        orphan["attributes"].pop("view", None)
-        orphan["attributes"]["qualifiedName"] += "-orphan"
-        dangling = json.loads(lines[2])
-        ref_key = next(
-            k for k in ("table", "view", "tablePartition") if k in dangling["attributes"]
+        run = run_pipeline(
+            pg_cluster,
+            instance,
+            target=str(tmp_path),
+            include='{"^shop$": "*"}',
+            raise_on_error=False,
         )
-        dangling["attributes"][ref_key]["uniqueAttributes"]["qualifiedName"] += "-missing"
-        dangling["attributes"]["qualifiedName"] += "-dangling"
-        corrupted = [lines[0], lines[0], json.dumps(orphan), json.dumps(dangling), *lines[3:]]
-        column_file.write_text("\n".join(corrupted) + "\n", "utf-8")
-
-        results = check_results(defs, instance, ["atlan", "column"])
-    assert results == {
-        "unique_qualified_names": False,  # lines[0] twice
+    result = run.runs["shop"]
+    checks = {
+        e.check_name: e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == dg.AssetKey(["atlan", "column"])
+    }
+    assert {name: e.passed for name, e in checks.items()} == {
+        "unique_qualified_names": False,  # the first column twice
         "references_resolve": False,  # dangling parent reference
         "counts_match_raw": False,  # one entity more than raw rows
         "one_parent_per_column": False,  # orphan has no parent
     }
+    metadata = checks["references_resolve"].metadata
+    assert metadata["problems"].value == 1 and "-missing" in metadata["examples"].value
+    assert checks["unique_qualified_names"].metadata["problems"].value == 1
+    assert not result.success
+    assert not (tmp_path / "latest").exists()  # the manifest never ran
 
 
 def test_failed_blocking_check_stops_the_manifest(pg_cluster, catalog_db, tmp_path, monkeypatch):

@@ -82,10 +82,10 @@ def test_iam_user_pipeline(pg_cluster, proxy, iam_env, tmp_path):
         )
     assert run.manifest("shop")["entities"]["Table"] == 16
     attempts = proxy.attempts
-    assert len(attempts) == 2  # discovery + the shop partition: one physical connection each
+    # discovery, then the shop partition's two connections (one shared snapshot)
+    assert sorted(a.database for a in attempts) == ["postgres", "shop", "shop"]
     assert all(a.check.ok and a.tls and a.user == IAM_DB_USER for a in attempts)
     assert {a.check.access_key_id for a in attempts} == {ACCESS_KEY}
-    assert {a.database for a in attempts} == {"postgres", "shop"}
 
 
 def test_iam_role_pipeline_assumes_the_role(pg_cluster, proxy, iam_env, tmp_path):

@@ -7,7 +7,7 @@ import re
 import dagster as dg
 import pytest
 
-from pg_metadata_tests.pipeline import run_pipeline
+from pg_metadata_tests.pipeline import PipelineRun, run_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -29,27 +29,105 @@ def statements_logged(log_text: str, database: str) -> list[str]:
     return [m.group(1) for m in pattern.finditer(log_text)]
 
 
-@pytest.mark.parametrize("tables", [10, 300])
-def test_statement_count_is_constant(pg_cluster, tmp_path, tables):
+def extract_and_log(pg_cluster, tmp_path, tables: int, **postgres_kw) -> list[str]:
+    """Extract a fresh database of `tables` tables; the statements it received."""
     if pg_cluster.log_path is None:
         pytest.skip("needs the throwaway cluster's statement log")
     name = f"scale_{tables}"
     pg_cluster.create_database(name, MANY_TABLES.format(n=tables))
     offset = pg_cluster.log_path.stat().st_size
-    with dg.instance_for_test() as instance:
-        run = run_pipeline(
-            pg_cluster, instance, target=str(tmp_path), include=f'{{"^{name}$": "*"}}'
-        )
-    assert run.manifest(name)["entities"]["Table"] == tables
-    with open(pg_cluster.log_path, encoding="utf-8", errors="replace") as f:
-        f.seek(offset)
-        sent = statements_logged(f.read(), name)
+    try:
+        with dg.instance_for_test() as instance:
+            run = run_pipeline(
+                pg_cluster,
+                instance,
+                target=str(tmp_path),
+                include=f'{{"^{name}$": "*"}}',
+                postgres_kw=postgres_kw,
+            )
+        assert run.manifest(name)["entities"]["Table"] == tables
+        assert run.manifest(name)["entities"]["Column"] == tables * 4 + (tables // 10) * 2
+        with open(pg_cluster.log_path, encoding="utf-8", errors="replace") as f:
+            f.seek(offset)
+            return statements_logged(f.read(), name)
+    finally:
+        pg_cluster.drop_database(name)
+
+
+def verbs(statements: list[str]) -> list[str]:
+    return sorted(s.split(" ", 1)[0] for s in statements)
+
+
+@pytest.mark.parametrize("tables", [10, 300])
+def test_statement_count_is_constant(pg_cluster, tmp_path, tables):
+    sent = extract_and_log(pg_cluster, tmp_path, tables)
+    # Two connections in one snapshot. Main: BEGIN, pg_export_snapshot(), COPY schemas,
+    # tables and fingerprint, COMMIT. Helper: BEGIN, SET TRANSACTION SNAPSHOT, COPY columns,
+    # COMMIT. The two interleave in the log, so compare them as a multiset.
+    assert len(sent) == 10, sent
+    assert sent.count("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") == 2
+    assert verbs(sent) == sorted(["BEGIN"] * 2 + ["SELECT", "SET"] + ["COPY"] * 4 + ["COMMIT"] * 2)
+    exported = next(s for s in sent if s.startswith("SET TRANSACTION SNAPSHOT"))
+    assert re.fullmatch(r"SET TRANSACTION SNAPSHOT '[0-9A-F-]+'", exported), exported
+
+
+def test_one_connection_sends_six_statements(pg_cluster, tmp_path):
+    sent = extract_and_log(pg_cluster, tmp_path, 300, query_connections=1)
     # BEGIN (read only, repeatable read), one COPY each for schemas, tables, columns and the
     # catalog fingerprint, COMMIT
     assert len(sent) == 6, sent
     assert sent[0] == "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
     assert [s.split(" ", 1)[0] for s in sent[1:]] == ["COPY"] * 4 + ["COMMIT"]
-    pg_cluster.drop_database(name)
+
+
+def extract_shop(cluster, tmp_path, **kw) -> tuple[PipelineRun, list[str]]:
+    """Extract `shop` from a server; the run and the statements that server logged."""
+    offset = cluster.log_path.stat().st_size
+    with dg.instance_for_test() as instance:
+        run = run_pipeline(cluster, instance, target=str(tmp_path), include='{"^shop$": "*"}', **kw)
+    with open(cluster.log_path, encoding="utf-8", errors="replace") as f:
+        f.seek(offset)
+        sent = statements_logged(f.read(), "shop")
+    raw_columns = next(
+        e.step_materialization_data.materialization.metadata
+        for e in run.runs["shop"].get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["raw", "columns"])
+    )
+    assert raw_columns["statements_per_database"].value == len(sent)
+    return run, sent
+
+
+def qualified_names(run: PipelineRun) -> set[str]:
+    return {e["attributes"]["qualifiedName"] for e in run.all_entities("shop")}
+
+
+def test_read_replica_shares_one_snapshot_across_two_connections(pg_cluster, pg_standby, tmp_path):
+    """PostgreSQL 10+ exports snapshots on a hot standby too, so replicas get both connections."""
+    assert pg_standby.query("SELECT pg_is_in_recovery()") == [(True,)]
+    primary, _ = extract_shop(pg_cluster, tmp_path / "primary")
+    replica, sent = extract_shop(pg_standby, tmp_path / "replica")
+    assert len(sent) == 10 and any(s.startswith("SET TRANSACTION SNAPSHOT") for s in sent), sent
+    assert replica.manifest("shop")["entities"] == primary.manifest("shop")["entities"]
+    assert qualified_names(replica) == qualified_names(primary)
+
+
+def test_no_snapshot_export_falls_back_to_one_connection(pg_cluster, catalog_db, tmp_path):
+    """Where pg_export_snapshot() is not allowed, every query runs on the first connection."""
+    if pg_cluster.log_path is None:
+        pytest.skip("needs the throwaway cluster's statement log")
+    reader = {"user": catalog_db.reader_user, "password": catalog_db.reader_password}
+    both, _ = extract_shop(pg_cluster, tmp_path / "both", **reader)
+    revoke = "REVOKE EXECUTE ON FUNCTION pg_catalog.pg_export_snapshot() FROM PUBLIC"
+    pg_cluster.execute(revoke, dbname=catalog_db.shop)
+    try:
+        one, sent = extract_shop(pg_cluster, tmp_path / "one", **reader)
+    finally:
+        pg_cluster.execute(revoke.replace("REVOKE", "GRANT").replace("FROM", "TO"), catalog_db.shop)
+    # the refused export and its ROLLBACK, then BEGIN, 4 COPY, COMMIT on the same connection
+    assert verbs(sent) == sorted(["BEGIN"] * 2 + ["SELECT", "ROLLBACK"] + ["COPY"] * 4 + ["COMMIT"])
+    assert not any(s.startswith("SET TRANSACTION SNAPSHOT") for s in sent)
+    assert one.manifest("shop")["entities"] == both.manifest("shop")["entities"]
+    assert qualified_names(one) == qualified_names(both)
 
 
 def test_session_settings(pg_cluster, catalog_db):

@@ -133,3 +133,26 @@ def test_parquet_keeps_column_types(tmp_path: Path) -> None:
     assert back == row
     assert back["is_nullable"] is False
     assert ParquetFile(path).schema.field("ordinal_position").type == pa.int32()
+
+
+def test_write_json_lines_keeps_order_across_many_chunks(tmp_path: Path) -> None:
+    payload = "x" * 300  # ~3.5 MiB in all: several chunks pass through the writer thread
+    items = ({"i": i, "p": payload} for i in range(12_000))
+    path = tmp_path / "chunks.json"
+    assert write_json_lines(items, path) == 12_000
+    assert [line["i"] for line in strict_lines(path)] == list(range(12_000))
+
+
+def test_write_json_lines_reports_a_full_disk() -> None:
+    items = ({"i": i, "p": "y" * 500} for i in range(10_000))
+    with pytest.raises(OSError, match="No space left"):
+        write_json_lines(items, Path("/dev/full"))
+
+
+def test_write_json_lines_passes_on_a_failing_stream(tmp_path: Path) -> None:
+    def broken():
+        yield {"i": 0}
+        raise RuntimeError("transform failed")
+
+    with pytest.raises(RuntimeError, match="transform failed"):
+        write_json_lines(broken(), tmp_path / "broken.json")

@@ -176,3 +176,16 @@ def test_replace_returns_validated_copy() -> None:
     assert (s.database, t.database) == ("shop", "crm")
     with pytest.raises(ConfigError):
         s.replace(port=0)
+
+
+def test_query_connections_default_env_and_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pg_metadata.resources import PostgresResource
+
+    monkeypatch.delenv("PG_METADATA_QUERY_CONNECTIONS", raising=False)
+    assert PostgresResource().connections_per_database() == 2
+    monkeypatch.setenv("PG_METADATA_QUERY_CONNECTIONS", "1")
+    assert PostgresResource().connections_per_database() == 1
+    assert PostgresResource(query_connections=2).connections_per_database() == 2
+    monkeypatch.setenv("PG_METADATA_QUERY_CONNECTIONS", "8")
+    with pytest.raises(ConfigError, match=r"PG_METADATA_QUERY_CONNECTIONS\) must be 1 or 2"):
+        PostgresResource().validate()

@@ -67,3 +67,35 @@ def test_expected_count_by_relation_type():
     assert V.expected_count(TABLE, rows) == 2
     assert V.expected_count("TablePartition", rows) == 1
     assert V.expected_count(COLUMN, rows) == 4
+
+
+def partition(qn: str, parent: str, parent_type: str = "TablePartition") -> dict:
+    key = "parentTablePartition" if parent_type == "TablePartition" else "parentTable"
+    return {
+        "typeName": "TablePartition",
+        "attributes": {"qualifiedName": qn, key: ref(parent_type, parent)},
+    }
+
+
+def test_scanner_resolves_references_to_its_own_type_at_the_end():
+    # a sub-partition can stream past before the partition it belongs to
+    stream = [
+        partition("c/db/s/p1_a", "c/db/s/p1"),
+        partition("c/db/s/p1", "c/db/s/t", parent_type=TABLE),
+        partition("c/db/s/p2_a", "c/db/s/p2"),  # p2 is never emitted
+    ]
+    scanner = V.Scanner("TablePartition", {TABLE: {"c/db/s/t"}}, self_referencing=True)
+    assert list(scanner.watch(stream)) == stream  # passed through unchanged, in order
+    found = scanner.finish(lambda: stream)
+    assert found.count == 3 and found.duplicates.passed
+    assert found.references.problems == 1 and "c/db/s/p2" in found.references.examples[0]
+
+
+def test_scanner_names_duplicates_by_regenerating_the_stream():
+    stream = [*CLEAN, CLEAN[1]]
+    scanner = V.Scanner(COLUMN, KNOWN, columns=True)
+    for _ in scanner.watch(iter(stream)):
+        pass
+    found = scanner.finish(lambda: iter(stream))
+    assert found.duplicates.examples == ["c/db/s/t/b"]
+    assert found.references.passed and found.parents.passed and found.count == 3
