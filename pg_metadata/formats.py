@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 PARQUET_BATCH_ROWS = 8_192  # Python objects per batch stay small: flat memory
@@ -60,12 +59,14 @@ class ParquetFile:
         )
 
     def rows(
-        self, columns: list[str] | None = None, where: pc.Expression | None = None
+        self,
+        columns: list[str] | None = None,
+        where: Callable[[pa.RecordBatch], pa.Array] | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Rows as dicts (only those matching `where`), one batch in memory at a time."""
+        """Rows as dicts (only those where the `where` mask is true), one batch at a time."""
         for batch in self.batches(columns):
             if where is not None:
-                batch = batch.filter(where)
+                batch = batch.filter(where(batch))
             yield from batch.to_pylist()
 
     def read_all(self) -> pa.Table:

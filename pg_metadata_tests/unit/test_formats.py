@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -95,6 +96,8 @@ def test_write_parquet_round_trip(tmp_path: Path) -> None:
     ]
     assert pf.schema.equals(SCHEMAS.schema, check_metadata=True)  # descriptions survive
     assert pf.read_all().equals(table)
+    odd = list(pf.rows(where=lambda b: pc.greater(b.column("table_count"), 2)))
+    assert odd == [r for r in SCHEMA_ROWS if r["table_count"] > 2] and len(odd) == 2
 
 
 def test_write_parquet_several_batches(tmp_path: Path) -> None:
