@@ -28,9 +28,9 @@ RULES: list[tuple[str, str, str]] = [
     ("storage (publish / upload)", "pg_metadata/storage.py", r".*"),
     ("storage (publish / upload)", "s3transfer/", r".*"),
     ("storage (publish / upload)", "botocore/", r".*"),
-    ("asset checks (re-read + validate output)", "pg_metadata/checks.py", r".*"),
-    ("asset checks (re-read + validate output)", "pg_metadata/validation.py", r".*"),
-    ("asset checks (re-read + validate output)", "pg_metadata/formats.py", r"^JsonLinesFile"),
+    ("asset checks (validate while writing)", "pg_metadata/checks.py", r".*"),
+    ("asset checks (validate while writing)", "pg_metadata/validation.py", r".*"),
+    ("asset checks: referenced names (read entities)", "pg_metadata/formats.py", r"^JsonLinesFile"),
     ("manifest", "pg_metadata/manifest.py", r".*"),
     ("connect", "pg_metadata/source.py", r"^connect$"),
 ]
