@@ -18,6 +18,8 @@ from pathlib import Path
 # (phase, file substring, function regex); first match from the innermost frame wins
 RULES: list[tuple[str, str, str]] = [
     ("server queries (COPY to spool)", "pg_metadata/extract.py", r"^_copy_to_file$"),
+    # the main thread waiting for the helper connection's COPY (columns)
+    ("server queries (COPY to spool)", "pg_metadata/extract.py", r"^_HelperCopy\.running$"),
     ("CSV parse (pyarrow.csv)", "pg_metadata/extract.py", r"^batches$"),
     ("CSV parse (pyarrow.csv)", "pyarrow/csv", r".*"),
     ("Parquet write", "pg_metadata/formats.py", r"^write_parquet$"),
