@@ -253,6 +253,8 @@ def describe_query_error(name: str, database: str, exc: psycopg2.Error) -> str:
         hint = "raise statement_timeout_ms if the catalog is very large"
     elif isinstance(exc, psycopg2.errors.LockNotAvailable):
         hint = "a DDL statement holds a lock; retry later or raise lock_timeout_ms"
+    elif isinstance(exc, psycopg2.errors.InsufficientPrivilege) and "function" in message:
+        hint = "grant EXECUTE on that function to the extractor role (PUBLIC has it by default)"
     elif isinstance(exc, psycopg2.errors.InsufficientPrivilege):
         hint = "grant the extractor role CONNECT on the database"
     elif isinstance(exc, psycopg2.OperationalError):

@@ -130,6 +130,39 @@ def test_no_snapshot_export_falls_back_to_one_connection(pg_cluster, catalog_db,
     assert qualified_names(one) == qualified_names(both)
 
 
+def test_a_failing_helper_query_fails_the_run_cleanly(pg_cluster, catalog_db, tmp_path):
+    """The column query fails on the second connection while the first is busy: the run reports
+    that error in one line, publishes nothing and leaves no session behind."""
+    reader = {"user": catalog_db.reader_user, "password": catalog_db.reader_password}
+    revoke = "REVOKE EXECUTE ON FUNCTION pg_catalog.format_type(oid, integer) FROM PUBLIC"
+    pg_cluster.execute(revoke, dbname=catalog_db.shop)  # only columns.sql calls format_type
+    try:
+        with dg.instance_for_test() as instance:
+            run = run_pipeline(
+                pg_cluster,
+                instance,
+                target=str(tmp_path),
+                include='{"^shop$": "*"}',
+                raise_on_error=False,
+                **reader,
+            )
+            result = run.runs["shop"]
+            left = pg_cluster.query(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_metadata'"
+            )
+    finally:
+        pg_cluster.execute(revoke.replace("REVOKE", "GRANT").replace("FROM", "TO"), catalog_db.shop)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.user_failure_data.description
+    assert message.startswith("catalog query 'columns' failed on database 'shop'"), message
+    assert "permission denied for function format_type" in message
+    assert "grant EXECUTE on that function" in message and "\n" not in message
+    assert not result.get_asset_materialization_events()
+    assert not (tmp_path / "latest").exists()
+    assert left == [(0,)]
+
+
 def test_session_settings(pg_cluster, catalog_db):
     from pg_metadata.resources import PostgresResource
 
