@@ -102,7 +102,7 @@ def qualified_names(run: PipelineRun) -> set[str]:
 
 
 def test_read_replica_shares_one_snapshot_across_two_connections(pg_cluster, pg_standby, tmp_path):
-    """PostgreSQL 10+ exports snapshots on a hot standby too, so replicas get both connections."""
+    """PostgreSQL 15 exports snapshots on a hot standby too, so replicas get both connections."""
     assert pg_standby.query("SELECT pg_is_in_recovery()") == [(True,)]
     primary, _ = extract_shop(pg_cluster, tmp_path / "primary")
     replica, sent = extract_shop(pg_standby, tmp_path / "replica")
