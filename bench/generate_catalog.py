@@ -30,7 +30,6 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -608,14 +607,6 @@ def catalog_counts(dsn: str, database: str) -> dict[str, int]:
         "analysed_with_rows": analysed,
         "database_bytes": size_bytes,
     }
-
-
-def iter_sizes(names: list[str]) -> Iterator[tuple[str, Size]]:
-    """(name, Size) for each requested size name."""
-    for name in names:
-        if name not in SIZES:
-            raise SystemExit(f"unknown size {name!r}; choose from {', '.join(SIZES)}")
-        yield name, SIZES[name]
 
 
 def main(argv: list[str] | None = None) -> int:

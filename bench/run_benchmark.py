@@ -178,16 +178,18 @@ class StatementLog:
     def mark(self) -> int:
         return self.path.stat().st_size
 
-    def count(self, offset: int, application: str, database: str | None = None) -> int:
-        db = re.escape(database) if database else r"\S+"
-        prefix = re.compile(rf"app={re.escape(application)} db={db} .*?LOG:  statement: ")
-        n = 0
+    def _matches(self, offset: int, needle: bytes, pattern: re.Pattern[str]) -> Iterator[re.Match]:
+        """Matches of `pattern` on the log lines after `offset` that contain `needle`."""
         with open(self.path, "rb") as f:
             f.seek(offset)
             for raw in f:
-                if b"LOG:  statement: " in raw and prefix.search(raw.decode("utf-8", "replace")):
-                    n += 1
-        return n
+                if needle in raw:
+                    m = pattern.search(raw.decode("utf-8", "replace"))
+                    if m:
+                        yield m
+
+    def count(self, offset: int, application: str, database: str) -> int:
+        return self.by_database(offset, application).get(database, 0)
 
     def durations_ms(self, offset: int, application: str, database: str) -> list[float]:
         """Durations of the statements (log_min_duration_statement = 0), in order."""
@@ -195,26 +197,13 @@ class StatementLog:
             rf"app={re.escape(application)} db={re.escape(database)} .*?LOG:  duration: "
             r"([\d.]+) ms"
         )
-        out: list[float] = []
-        with open(self.path, "rb") as f:
-            f.seek(offset)
-            for raw in f:
-                if b"LOG:  duration: " in raw:
-                    m = pattern.search(raw.decode("utf-8", "replace"))
-                    if m:
-                        out.append(float(m.group(1)))
-        return out
+        return [float(m.group(1)) for m in self._matches(offset, b"LOG:  duration: ", pattern)]
 
     def by_database(self, offset: int, application: str) -> dict[str, int]:
         pattern = re.compile(rf"app={re.escape(application)} db=(\S+) .*?LOG:  statement: ")
         counts: dict[str, int] = {}
-        with open(self.path, "rb") as f:
-            f.seek(offset)
-            for raw in f:
-                if b"LOG:  statement: " in raw:
-                    m = pattern.search(raw.decode("utf-8", "replace"))
-                    if m:
-                        counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+        for m in self._matches(offset, b"LOG:  statement: ", pattern):
+            counts[m.group(1)] = counts.get(m.group(1), 0) + 1
         return counts
 
 
@@ -338,19 +327,16 @@ class Bench:
 
     # --- ours -----------------------------------------------------------------------------
 
+    def extract_cmd(self, output: str) -> list[str]:
+        """`pg-metadata extract` of the benchmarked database into `output`, no retries."""
+        include = json.dumps({f"^{re.escape(self.database)}$": "*"})
+        return [str(VENV_BIN / "pg-metadata"), "extract", "--include", include,
+                "--output", output, "--retries", "0"]  # fmt: skip
+
     def ours(self, output: str, key: str, label: str, extra_env: dict[str, str]) -> Measurement:
         """pg-metadata extract as a subprocess (discovery run + one database run)."""
-        cmd = [
-            str(VENV_BIN / "pg-metadata"),
-            "extract",
-            "--include",
-            json.dumps({f"^{re.escape(self.database)}$": "*"}),
-            "--output",
-            output,
-            "--retries",
-            "0",
-            "-v",  # Dagster's run log: step durations and the catalog-read line
-        ]
+        # -v: Dagster's run log, with step durations and the catalog-read line
+        cmd = [*self.extract_cmd(output), "-v"]
         mark = self.log.mark()
         run = run_measured(cmd, libpq_env(self.server, extra_env))
         parsed = parse_dagster_log(run.stderr + run.stdout)
@@ -415,16 +401,14 @@ class Bench:
     def lower_bound(self, jit: bool = True) -> Measurement:
         """psql: our per-database queries as COPY ... TO STDOUT into /dev/null.
 
-        The same queries (schemas, tables, columns, and the fingerprint where the code has one)
+        The same queries (schemas, tables, columns and the fingerprint)
         with the same session settings (our ``options``: timeouts, work_mem) as ours.
         """
         from pg_metadata import datasets
         from pg_metadata.filters import CatalogFilter
         from pg_metadata.settings import ConnectionSettings
 
-        per_db = [*datasets.PER_DATABASE]
-        if getattr(datasets, "FINGERPRINT", None) is not None:
-            per_db.append(datasets.FINGERPRINT)
+        per_db = [*datasets.PER_DATABASE, datasets.FINGERPRINT]
         conn = psycopg2.connect(self.dsn, dbname=self.database)
         try:
             with conn.cursor() as cur:
@@ -571,9 +555,7 @@ class Bench:
         raw = self.workdir / "profile.txt"
         cmd = [
             str(spy), "record", "--idle", "--threads", "-r", "100", "-f", "raw", "-o", str(raw),
-            "--", str(VENV_BIN / "pg-metadata"), "extract",
-            "--include", json.dumps({f"^{re.escape(self.database)}$": "*"}),
-            "--output", str(out), "--retries", "0",
+            "--", *self.extract_cmd(str(out)),
         ]  # fmt: skip
         run = run_measured(cmd, libpq_env(self.server))
         shutil.rmtree(out, ignore_errors=True)

@@ -79,12 +79,10 @@ class ThrowawayServer:
     def start(self) -> ThrowawayServer:
         """Create and start the cluster."""
         self.bindir = find_bindir()
-        self.workdir = Path(tempfile.mkdtemp(prefix="pg_metadata_cluster_", dir="/tmp"))
-        self.workdir.chmod(0o755)
         self._as_root = os.geteuid() == 0
         if self._as_root:
             _ensure_os_user()
-            shutil.chown(self.workdir, user=OS_USER)
+        self._make_workdir("pg_metadata_cluster_")
         try:
             self._initdb()
             self._start()
@@ -99,10 +97,7 @@ class ThrowawayServer:
         assert self.workdir is not None
         replica = ThrowawayServer(self.admin_user, self.admin_password)
         replica.bindir, replica._as_root = self.bindir, self._as_root
-        replica.workdir = Path(tempfile.mkdtemp(prefix="pg_metadata_standby_", dir="/tmp"))
-        replica.workdir.chmod(0o755)
-        if self._as_root:
-            shutil.chown(replica.workdir, user=OS_USER)
+        replica._make_workdir("pg_metadata_standby_")
         try:
             replica._run(
                 "pg_basebackup",
@@ -128,6 +123,13 @@ class ThrowawayServer:
             replica.stop()
             raise
         return replica
+
+    def _make_workdir(self, prefix: str) -> None:
+        """A temp dir the server's OS user owns (data dir, socket, log)."""
+        self.workdir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+        self.workdir.chmod(0o755)
+        if self._as_root:
+            shutil.chown(self.workdir, user=OS_USER)
 
     def stop(self) -> None:
         """Stop the server and delete its files."""

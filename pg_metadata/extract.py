@@ -105,8 +105,8 @@ def read_catalog(
 
     With a `helper` connection, the `on_helper` query (the biggest) runs on it while the others
     run on `conn`, in the same snapshot: `conn` exports it (pg_export_snapshot) and the helper
-    imports it (SET TRANSACTION SNAPSHOT), as pg_dump -j does. Where the server cannot export a
-    snapshot (a hot standby), everything runs on `conn`.
+    imports it (SET TRANSACTION SNAPSHOT), as pg_dump -j does. Where the server refuses the
+    export (EXECUTE revoked, or an older hot standby), everything runs on `conn`.
     """
     database = conn.info.dbname
     workdir = Path(tempfile.mkdtemp(prefix="pg_metadata_", dir=spool_dir))
@@ -114,21 +114,18 @@ def read_catalog(
     started = time.perf_counter()
     statements = 2  # BEGIN (implicit, sent by the driver) + COMMIT
     try:
-        exported = None
+        job = None
         if helper is not None and on_helper in datasets and len(datasets) > 1:
             exported = _export_snapshot(conn)
             statements += 1 if exported else 3  # SELECT; or a failed SELECT, ROLLBACK, BEGIN
-        parallel = [on_helper] if exported else []
-        with contextlib.ExitStack() as stack:
-            if parallel:
+            if exported:
                 statements += 4  # BEGIN, SET TRANSACTION SNAPSHOT, COPY, COMMIT
-                job = _HelperCopy(helper, exported, parallel[0], params, workdir, snapshot)
-                stack.enter_context(job.running(conn))
-            with conn.cursor() as cur:
-                for dataset in datasets:
-                    if dataset not in parallel:
-                        _spool(cur, dataset, params, workdir, snapshot)
-                        statements += 1
+                job = _HelperCopy(helper, exported, on_helper, params, workdir, snapshot)
+        with job.running(conn) if job else contextlib.nullcontext(), conn.cursor() as cur:
+            for dataset in datasets:
+                if job is None or dataset is not on_helper:
+                    _spool(cur, dataset, params, workdir, snapshot)
+                    statements += 1
         conn.commit()
     except BaseException:
         snapshot.remove()
@@ -155,7 +152,7 @@ def _spool(
 
 
 def _export_snapshot(conn: psycopg2.extensions.connection) -> str | None:
-    """Export the open transaction's snapshot; None where the server cannot (a hot standby)."""
+    """Export the open transaction's snapshot; None where the server refuses."""
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_catalog.pg_export_snapshot()")

@@ -157,8 +157,7 @@ class _ChunkWriter:
     def _drain(self) -> None:
         try:
             while (chunk := self._queue.get()) is not None:
-                if self._error is None:
-                    self._file.write(chunk)
+                self._file.write(chunk)
         except BaseException as exc:  # e.g. disk full: reported on the next put or at exit
             self._error = exc
             while self._queue.get() is not None:  # keep draining so put() never blocks

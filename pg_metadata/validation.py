@@ -67,23 +67,6 @@ def repeated(values: array) -> set[int]:
     return out
 
 
-def duplicate_qualified_names(
-    entities: Callable[[], Iterable[Mapping[str, Any]]],
-) -> Finding:
-    """QualifiedNames emitted more than once (see `scan`)."""
-    return scan(entities).duplicates
-
-
-def unresolved_references(
-    entities: Iterable[Mapping[str, Any]], known: Mapping[str, set[str]]
-) -> Finding:
-    """References whose target (typeName, qualifiedName) is not among the emitted entities."""
-    finding = Finding()
-    for entity in entities:
-        _check_references(entity, known, finding)
-    return finding
-
-
 def _check_references(
     entity: Mapping[str, Any],
     known: Mapping[str, set[str]],
@@ -107,22 +90,14 @@ def _check_references(
             finding.add(f"{qualified_name(entity)} -{key}-> {type_name} {target_qn}")
 
 
-def column_parent_problems(columns: Iterable[Mapping[str, Any]]) -> Finding:
-    """Every column must have exactly one parent reference, consistent with its names."""
-    finding = Finding()
-    for column in columns:
-        _check_column(column, None, finding, finding)
-    return finding
-
-
 def _check_column(
     column: Mapping[str, Any],
-    known: Mapping[str, set[str]] | None,
+    known: Mapping[str, set[str]],
     references: Finding,
     parents: Finding,
 ) -> None:
     """Parent and references of a column in one look (it runs a million times on big
-    catalogs): exactly one parent, matching the names, and known (unless `known` is None)."""
+    catalogs): exactly one parent, matching the names, and known."""
     attributes = column["attributes"]
     key, count = "", 0
     for k in COLUMN_PARENTS:
@@ -132,8 +107,7 @@ def _check_column(
     if count != 1:
         found = [k for k in COLUMN_PARENTS if k in attributes]
         parents.add(f"{qn} has parents {found or 'none'}")
-        if known is not None:
-            _check_references(column, known, references)
+        _check_references(column, known, references)
         return
     target = attributes[key]
     parent_qn = target["uniqueAttributes"]["qualifiedName"]
@@ -141,7 +115,7 @@ def _check_column(
         parents.add(f"{qn}: {key} disagrees with {COLUMN_PARENTS[key]}")
     elif not (qn.startswith(parent_qn) and qn[len(parent_qn) : len(parent_qn) + 1] == "/"):
         parents.add(f"{qn} is not under its parent {parent_qn}")
-    if known is not None and parent_qn not in known.get(target["typeName"], ()):
+    if parent_qn not in known.get(target["typeName"], ()):
         references.add(f"{qn} -{key}-> {target['typeName']} {parent_qn}")
 
 

@@ -53,6 +53,10 @@ class PipelineRun:
         assets = [f["asset"] for f in self.manifest(database)["files"]]
         return [e for a in assets if a.startswith("atlan/") for e in self.entities(database, a)]
 
+    def qualified_names(self, database: str) -> set[str]:
+        """The qualifiedNames of every entity of a database."""
+        return {e["attributes"]["qualifiedName"] for e in self.all_entities(database)}
+
     def raw(self, database: str | None, asset: str):
         """A raw Parquet file as an Arrow table."""
         if database is None:

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from pg_metadata.definitions import build_definitions
-from pg_metadata_tests.pipeline import make_resources, run_pipeline
+from pg_metadata_tests.pipeline import run_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -78,15 +77,15 @@ def test_failed_blocking_check_stops_the_manifest(pg_cluster, catalog_db, tmp_pa
         return original(type_name, qualified_name, with_attributes)
 
     monkeypatch.setattr(entities, "ref", broken_ref)
-    postgres, catalog, output = make_resources(
-        pg_cluster, target=str(tmp_path), include='{"^shop$": "*"}'
-    )
     with dg.instance_for_test() as instance:
-        defs = build_definitions(postgres=postgres, catalog=catalog, output=output)
-        defs.resolve_job_def("discover_databases").execute_in_process(instance=instance)
-        result = defs.resolve_job_def("extract_database").execute_in_process(
-            instance=instance, partition_key="shop", raise_on_error=False
+        run = run_pipeline(
+            pg_cluster,
+            instance,
+            target=str(tmp_path),
+            include='{"^shop$": "*"}',
+            raise_on_error=False,
         )
+    result = run.runs["shop"]
     assert not result.success
     failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
     assert failed == {"references_resolve"}

@@ -12,10 +12,6 @@ from pg_metadata_tests.pipeline import run_pipeline
 pytestmark = pytest.mark.integration
 
 
-def qualified_names(run, db="shop") -> set[str]:
-    return {e["attributes"]["qualifiedName"] for e in run.all_entities(db)}
-
-
 def schemas_of(run, db="shop") -> set[str]:
     return {e["attributes"]["name"] for e in run.all_entities(db) if e["typeName"] == "Schema"}
 
@@ -38,7 +34,7 @@ def test_include_selects_databases_and_schemas(pg_cluster, catalog_db, tmp_path)
     assert sorted(run.runs) == ["crm", "shop"]
     assert schemas_of(run) == {"sales", "Mixed Case"}
     assert schemas_of(run, "crm") == {"crm", "public"}
-    assert all("/shop/sales.a/" not in qn for qn in qualified_names(run)), "anchoring failed"
+    assert all("/shop/sales.a/" not in qn for qn in run.qualified_names("shop")), "anchoring failed"
 
 
 def test_exclude_wins_and_star_excludes_whole_database(pg_cluster, catalog_db, tmp_path):
@@ -63,7 +59,7 @@ def test_temp_table_regex_drops_relations_and_their_columns(pg_cluster, catalog_
             include='{"^shop$": ["^public$"]}',
             temp_table_regex="^tmp_",
         )
-    qns = qualified_names(run)
+    qns = run.qualified_names("shop")
     assert not any("/tmp_scratch" in qn for qn in qns)
     assert any(qn.endswith("/public/session_cache") for qn in qns)
     schema = next(e for e in run.all_entities("shop") if e["typeName"] == "Schema")
@@ -108,7 +104,7 @@ def test_catalog_only_role_sees_every_relation(pg_cluster, catalog_db, admin_sho
         )
     # The reader can connect to shop only (and postgres, whose CONNECT is PUBLIC's).
     assert "shop" in run.runs and "crm" not in run.runs
-    assert qualified_names(run) == qualified_names(admin_shop)
+    assert run.qualified_names("shop") == admin_shop.qualified_names("shop")
     # ...yet it cannot read a single row of them.
     with pytest.raises(Exception, match="permission denied"):
         conn = pg_cluster.connect(

@@ -64,18 +64,18 @@ def test_entities_load_raw_written_by_an_earlier_run(pg_cluster, catalog_db, tmp
     with dg.instance_for_test() as instance:
         defs.resolve_job_def("discover_databases").execute_in_process(instance=instance)
         first = dg.materialize(
-            defs.resolve_all_asset_specs() and _assets(defs),
+            list(defs.assets),
             instance=instance,
             partition_key="shop",
             selection=raw - dg.AssetSelection.assets(["raw", "databases"]),
-            resources=_resources(defs),
+            resources=dict(defs.resources),
         )
         second = dg.materialize(
-            _assets(defs),
+            list(defs.assets),
             instance=instance,
             partition_key="shop",
             selection=dg.AssetSelection.key_prefixes(["atlan"], ["output"]),
-            resources=_resources(defs),
+            resources=dict(defs.resources),
         )
         run = PipelineRun(instance, output, first)
         manifest = run.manifest("shop")
@@ -84,11 +84,3 @@ def test_entities_load_raw_written_by_an_earlier_run(pg_cluster, catalog_db, tmp
     assert by_asset["raw/columns"] == first.run_id
     assert by_asset["atlan/column"] == second.run_id
     assert manifest["entities"]["Column"] > 50
-
-
-def _assets(defs: dg.Definitions) -> list:
-    return list(defs.assets)
-
-
-def _resources(defs: dg.Definitions) -> dict:
-    return dict(defs.resources)

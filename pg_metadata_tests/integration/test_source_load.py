@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 
 import dagster as dg
 import pytest
@@ -29,27 +31,40 @@ def statements_logged(log_text: str, database: str) -> list[str]:
     return [m.group(1) for m in pattern.finditer(log_text)]
 
 
+def run_and_log(cluster, tmp_path, database: str, **kw) -> tuple[PipelineRun, list[str]]:
+    """Extract one database from a server; the run and the statements that server logged."""
+    if cluster.log_path is None:
+        pytest.skip("needs the throwaway cluster's statement log")
+    offset = cluster.log_path.stat().st_size
+    with dg.instance_for_test() as instance:
+        run = run_pipeline(
+            cluster, instance, target=str(tmp_path), include=f'{{"^{database}$": "*"}}', **kw
+        )
+    with open(cluster.log_path, encoding="utf-8", errors="replace") as f:
+        f.seek(offset)
+        sent = statements_logged(f.read(), database)
+    return run, sent
+
+
+@contextlib.contextmanager
+def revoked(cluster, database: str, function: str) -> Iterator[None]:
+    """EXECUTE on a catalog function taken from PUBLIC in one database, for the block."""
+    cluster.execute(f"REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC", dbname=database)
+    try:
+        yield
+    finally:
+        cluster.execute(f"GRANT EXECUTE ON FUNCTION {function} TO PUBLIC", dbname=database)
+
+
 def extract_and_log(pg_cluster, tmp_path, tables: int, **postgres_kw) -> list[str]:
     """Extract a fresh database of `tables` tables; the statements it received."""
-    if pg_cluster.log_path is None:
-        pytest.skip("needs the throwaway cluster's statement log")
     name = f"scale_{tables}"
     pg_cluster.create_database(name, MANY_TABLES.format(n=tables))
-    offset = pg_cluster.log_path.stat().st_size
     try:
-        with dg.instance_for_test() as instance:
-            run = run_pipeline(
-                pg_cluster,
-                instance,
-                target=str(tmp_path),
-                include=f'{{"^{name}$": "*"}}',
-                postgres_kw=postgres_kw,
-            )
+        run, sent = run_and_log(pg_cluster, tmp_path, name, postgres_kw=postgres_kw)
         assert run.manifest(name)["entities"]["Table"] == tables
         assert run.manifest(name)["entities"]["Column"] == tables * 4 + (tables // 10) * 2
-        with open(pg_cluster.log_path, encoding="utf-8", errors="replace") as f:
-            f.seek(offset)
-            return statements_logged(f.read(), name)
+        return sent
     finally:
         pg_cluster.drop_database(name)
 
@@ -81,13 +96,8 @@ def test_one_connection_sends_six_statements(pg_cluster, tmp_path):
 
 
 def extract_shop(cluster, tmp_path, **kw) -> tuple[PipelineRun, list[str]]:
-    """Extract `shop` from a server; the run and the statements that server logged."""
-    offset = cluster.log_path.stat().st_size
-    with dg.instance_for_test() as instance:
-        run = run_pipeline(cluster, instance, target=str(tmp_path), include='{"^shop$": "*"}', **kw)
-    with open(cluster.log_path, encoding="utf-8", errors="replace") as f:
-        f.seek(offset)
-        sent = statements_logged(f.read(), "shop")
+    """Extract `shop`; its statements also match what the run reports it sent."""
+    run, sent = run_and_log(cluster, tmp_path, "shop", **kw)
     raw_columns = next(
         e.step_materialization_data.materialization.metadata
         for e in run.runs["shop"].get_asset_materialization_events()
@@ -97,10 +107,6 @@ def extract_shop(cluster, tmp_path, **kw) -> tuple[PipelineRun, list[str]]:
     return run, sent
 
 
-def qualified_names(run: PipelineRun) -> set[str]:
-    return {e["attributes"]["qualifiedName"] for e in run.all_entities("shop")}
-
-
 def test_read_replica_shares_one_snapshot_across_two_connections(pg_cluster, pg_standby, tmp_path):
     """PostgreSQL 15 exports snapshots on a hot standby too, so replicas get both connections."""
     assert pg_standby.query("SELECT pg_is_in_recovery()") == [(True,)]
@@ -108,50 +114,41 @@ def test_read_replica_shares_one_snapshot_across_two_connections(pg_cluster, pg_
     replica, sent = extract_shop(pg_standby, tmp_path / "replica")
     assert len(sent) == 10 and any(s.startswith("SET TRANSACTION SNAPSHOT") for s in sent), sent
     assert replica.manifest("shop")["entities"] == primary.manifest("shop")["entities"]
-    assert qualified_names(replica) == qualified_names(primary)
+    assert replica.qualified_names("shop") == primary.qualified_names("shop")
 
 
 def test_no_snapshot_export_falls_back_to_one_connection(pg_cluster, catalog_db, tmp_path):
     """Where pg_export_snapshot() is not allowed, every query runs on the first connection."""
-    if pg_cluster.log_path is None:
-        pytest.skip("needs the throwaway cluster's statement log")
     reader = {"user": catalog_db.reader_user, "password": catalog_db.reader_password}
     both, _ = extract_shop(pg_cluster, tmp_path / "both", **reader)
-    revoke = "REVOKE EXECUTE ON FUNCTION pg_catalog.pg_export_snapshot() FROM PUBLIC"
-    pg_cluster.execute(revoke, dbname=catalog_db.shop)
-    try:
+    with revoked(pg_cluster, catalog_db.shop, "pg_catalog.pg_export_snapshot()"):
         one, sent = extract_shop(pg_cluster, tmp_path / "one", **reader)
-    finally:
-        pg_cluster.execute(revoke.replace("REVOKE", "GRANT").replace("FROM", "TO"), catalog_db.shop)
     # the refused export and its ROLLBACK, then BEGIN, 4 COPY, COMMIT on the same connection
     assert verbs(sent) == sorted(["BEGIN"] * 2 + ["SELECT", "ROLLBACK"] + ["COPY"] * 4 + ["COMMIT"])
     assert not any(s.startswith("SET TRANSACTION SNAPSHOT") for s in sent)
     assert one.manifest("shop")["entities"] == both.manifest("shop")["entities"]
-    assert qualified_names(one) == qualified_names(both)
+    assert one.qualified_names("shop") == both.qualified_names("shop")
 
 
 def test_a_failing_helper_query_fails_the_run_cleanly(pg_cluster, catalog_db, tmp_path):
     """The column query fails on the second connection while the first is busy: the run reports
     that error in one line, publishes nothing and leaves no session behind."""
     reader = {"user": catalog_db.reader_user, "password": catalog_db.reader_password}
-    revoke = "REVOKE EXECUTE ON FUNCTION pg_catalog.format_type(oid, integer) FROM PUBLIC"
-    pg_cluster.execute(revoke, dbname=catalog_db.shop)  # only columns.sql calls format_type
-    try:
-        with dg.instance_for_test() as instance:
-            run = run_pipeline(
-                pg_cluster,
-                instance,
-                target=str(tmp_path),
-                include='{"^shop$": "*"}',
-                raise_on_error=False,
-                **reader,
-            )
-            result = run.runs["shop"]
-            left = pg_cluster.query(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_metadata'"
-            )
-    finally:
-        pg_cluster.execute(revoke.replace("REVOKE", "GRANT").replace("FROM", "TO"), catalog_db.shop)
+    # only columns.sql calls format_type
+    format_type = "pg_catalog.format_type(oid, integer)"
+    with revoked(pg_cluster, catalog_db.shop, format_type), dg.instance_for_test() as instance:
+        run = run_pipeline(
+            pg_cluster,
+            instance,
+            target=str(tmp_path),
+            include='{"^shop$": "*"}',
+            raise_on_error=False,
+            **reader,
+        )
+        result = run.runs["shop"]
+        left = pg_cluster.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_metadata'"
+        )
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     message = failure.step_failure_data.user_failure_data.description

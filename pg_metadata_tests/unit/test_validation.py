@@ -21,24 +21,24 @@ KNOWN = {TABLE: {"c/db/s/t"}}
 
 
 def test_clean_columns_pass_every_check():
-    assert V.duplicate_qualified_names(lambda: iter(CLEAN)).passed
-    assert V.unresolved_references(CLEAN, KNOWN).passed
-    assert V.column_parent_problems(CLEAN).passed
+    assert V.scan(lambda: iter(CLEAN)).duplicates.passed
+    assert V.scan(lambda: CLEAN, KNOWN).references.passed
+    assert V.scan(lambda: CLEAN, columns=True).parents.passed
 
 
 def test_duplicates_are_found_and_counted():
-    finding = V.duplicate_qualified_names(lambda: iter([*CLEAN, CLEAN[0], CLEAN[0]]))
+    finding = V.scan(lambda: iter([*CLEAN, CLEAN[0], CLEAN[0]])).duplicates
     assert finding.problems == 2 and finding.examples == ["c/db/s/t/a", "c/db/s/t/a"]
 
 
 def test_dangling_reference_is_found():
-    finding = V.unresolved_references([*CLEAN, column("c/db/s/x/a", "c/db/s/x")], KNOWN)
+    finding = V.scan(lambda: [*CLEAN, column("c/db/s/x/a", "c/db/s/x")], KNOWN).references
     assert finding.problems == 1 and "c/db/s/x" in finding.examples[0]
 
 
 def test_reference_to_the_wrong_type_is_found():
     wrong = column("c/db/s/t/c", "c/db/s/t", key="view", parent_type="View")
-    assert V.unresolved_references([wrong], KNOWN).problems == 1
+    assert V.scan(lambda: [wrong], KNOWN).references.problems == 1
 
 
 def test_columns_without_or_with_two_parents_are_found():
@@ -46,7 +46,7 @@ def test_columns_without_or_with_two_parents_are_found():
     del orphan["attributes"]["table"]
     twice = copy.deepcopy(CLEAN[1])
     twice["attributes"]["view"] = ref("View", "c/db/s/v")
-    finding = V.column_parent_problems([orphan, twice])
+    finding = V.scan(lambda: [orphan, twice], columns=True).parents
     assert finding.problems == 2
 
 
@@ -54,7 +54,7 @@ def test_parent_disagreeing_with_names_is_found():
     odd = column("c/db/s/t/a", "c/db/s/t")
     odd["attributes"]["tableQualifiedName"] = "c/db/s/other"
     elsewhere = column("c/db/s/u/a", "c/db/s/t")
-    assert V.column_parent_problems([odd, elsewhere]).problems == 2
+    assert V.scan(lambda: [odd, elsewhere], columns=True).parents.problems == 2
 
 
 def test_expected_count_by_relation_type():
