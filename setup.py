@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Dagster-native PostgreSQL metadata extractor producing Atlan catalog entities",
     packages=find_packages(exclude=["pg_metadata_tests", "pg_metadata_tests.*"]),
-    package_data={"pg_metadata": ["sql/*/*.sql"]},
+    package_data={"pg_metadata": ["catalog/sql/*/*.sql", "demo/*.sql"]},
     python_requires=">=3.11",
     install_requires=[
         # dagster-aws pins dagster exactly; bump the four together.
@@ -34,5 +34,5 @@ setup(
             "py-spy>=0.4",
         ],
     },
-    entry_points={"console_scripts": ["pg-metadata=pg_metadata.cli:main"]},
+    entry_points={"console_scripts": ["pg-metadata=pg_metadata.cli.main:main"]},
 )

@@ -67,7 +67,7 @@ def normalise_default(text: str | None) -> str | None:
 
 def manifest_columns_path(output: Path, database: str) -> Path:
     """Our raw columns Parquet of the latest complete output of `database`."""
-    from pg_metadata.storage import encode_segment
+    from pg_metadata.output.storage import encode_segment
 
     manifest = json.loads((output / "latest" / f"{encode_segment(database)}.json").read_text())
     for entry in manifest["files"]:

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run_benchmark.py --size medium
 
-Starts a throwaway PostgreSQL server (``pg_metadata.devserver.ThrowawayServer``, tuned for the
+Starts a throwaway PostgreSQL server (``pg_metadata.demo.throwaway.ThrowawayServer``, tuned for the
 benchmark) and a loopback moto S3 server, generates the catalog of each requested size
 (``bench/generate_catalog.py``) and measures, on the same database, each approach in its own
 subprocess: wall time, peak RSS (GNU ``time -f %M`` around the child) and SQL statements (from the
@@ -44,7 +44,7 @@ import generate_catalog  # noqa: E402
 import profile_phases  # noqa: E402
 
 if TYPE_CHECKING:
-    from pg_metadata.devserver import ThrowawayServer
+    from pg_metadata.demo.throwaway import ThrowawayServer
 
 ADMIN_USER = "bench"
 ADMIN_PASSWORD = "bench-secret"  # throwaway server on loopback only
@@ -404,9 +404,9 @@ class Bench:
         The same queries (schemas, tables, columns and the fingerprint)
         with the same session settings (our ``options``: timeouts, work_mem) as ours.
         """
-        from pg_metadata import datasets
-        from pg_metadata.filters import CatalogFilter
-        from pg_metadata.settings import ConnectionSettings
+        from pg_metadata.catalog import datasets
+        from pg_metadata.catalog.filters import CatalogFilter
+        from pg_metadata.catalog.settings import ConnectionSettings
 
         per_db = [*datasets.PER_DATABASE, datasets.FINGERPRINT]
         conn = psycopg2.connect(self.dsn, dbname=self.database)
@@ -534,7 +534,7 @@ class Bench:
 
     def import_baseline(self) -> Measurement:
         """What merely starting our CLI's Python costs: import the Dagster definitions."""
-        code = "import pg_metadata.cli, pg_metadata.definitions, dagster"
+        code = "import pg_metadata.cli.main, pg_metadata.definitions, dagster"
         run = run_measured([sys.executable, "-c", code], libpq_env(self.server))
         return Measurement(
             "ours_import_only",
@@ -635,7 +635,7 @@ def code_version() -> dict[str, str]:
         return out.stdout.strip()
 
     code = CODE_SNAPSHOT or ROOT
-    sql = b"".join(p.read_bytes() for p in sorted((code / "pg_metadata/sql").rglob("*.sql")))
+    sql = b"".join(p.read_bytes() for p in sorted((code / "pg_metadata").rglob("*.sql")))
     return {
         "commit": git("rev-parse", "--short", "HEAD"),
         "dirty_files": git("status", "--porcelain", "--", "pg_metadata"),
@@ -961,7 +961,7 @@ def main(argv: list[str] | None = None) -> int:
     args.results_dir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="pg_metadata_bench_"))
     snapshot_code(workdir / "code")
-    from pg_metadata.devserver import ThrowawayServer
+    from pg_metadata.demo.throwaway import ThrowawayServer
 
     exit_code = 0
     command = " ".join([".venv/bin/python", "bench/run_benchmark.py", *sys.argv[1:]])

@@ -7,13 +7,17 @@ import os
 
 import dagster as dg
 
-from pg_metadata.assets import databases, entity_assets, extract_catalog
-from pg_metadata.automation import catalog_changes, database_discovery, nightly_refresh
-from pg_metadata.io_manager import CatalogIOManager
-from pg_metadata.manifest import manifest
-from pg_metadata.object_assets import object_specs
-from pg_metadata.resources import CatalogSettings, OutputTarget, PostgresResource
-from pg_metadata.storage import DEFAULT_TARGET
+from pg_metadata.orchestration.assets import databases, entity_assets, extract_catalog
+from pg_metadata.orchestration.automation import (
+    catalog_changes,
+    database_discovery,
+    nightly_refresh,
+)
+from pg_metadata.orchestration.io_manager import CatalogIOManager
+from pg_metadata.orchestration.manifest import manifest
+from pg_metadata.orchestration.object_assets import object_specs
+from pg_metadata.orchestration.resources import CatalogSettings, OutputTarget, PostgresResource
+from pg_metadata.output.storage import DEFAULT_TARGET
 
 ALL_ASSETS = [databases, extract_catalog, *entity_assets, manifest]
 

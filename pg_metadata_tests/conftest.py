@@ -20,7 +20,7 @@ import pytest
 from psycopg2 import sql as pgsql
 from psycopg2.extensions import make_dsn, parse_dsn
 
-from pg_metadata.devserver import ThrowawayServer
+from pg_metadata.demo.throwaway import ThrowawayServer
 from pg_metadata.errors import PgMetadataError
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -10,9 +10,9 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from pg_metadata.definitions import build_definitions
-from pg_metadata.partitions import DATABASE_PARTITIONS_NAME
-from pg_metadata.resources import CatalogSettings, OutputTarget, PostgresResource
-from pg_metadata.storage import encode_segment
+from pg_metadata.orchestration.partitions import DATABASE_PARTITIONS_NAME
+from pg_metadata.orchestration.resources import CatalogSettings, OutputTarget, PostgresResource
+from pg_metadata.output.storage import encode_segment
 
 CONNECTION_QN = "default/postgres/1717000000"
 

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from pg_metadata.definitions import build_definitions
-from pg_metadata.resources import CatalogSettings, OutputTarget, PostgresResource
+from pg_metadata.orchestration.resources import CatalogSettings, OutputTarget, PostgresResource
 from pg_metadata_tests.conftest import IAM_DB_USER
 from pg_metadata_tests.iam import REGION, SimulatedClock, secret_for
 from pg_metadata_tests.rds_proxy import RdsIamProxy

@@ -1,0 +1,1 @@
+"""Reading a server's catalog: settings, auth, filters, connections, queries. No Dagster."""

@@ -1,0 +1,117 @@
+"""Connections to the source server: read-only, time-limited, identified by application_name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+import sqlalchemy as sa
+
+from pg_metadata.catalog.settings import ConnectionSettings
+from pg_metadata.errors import SourceConnectionError
+
+# Called for every physical connection; returns extra connect kwargs (e.g. a fresh IAM token).
+CredentialHook = Callable[[ConnectionSettings, str], dict[str, Any]]
+
+
+def connect(
+    settings: ConnectionSettings,
+    database: str | None = None,
+    hook: CredentialHook | None = None,
+    auth_mode: str = "basic",
+) -> psycopg2.extensions.connection:
+    """Open one connection whose transactions are READ ONLY REPEATABLE READ."""
+    dbname = database or settings.database
+    kwargs = settings.connect_kwargs(dbname)
+    if hook is not None:
+        kwargs.update(hook(settings, dbname))
+    try:
+        conn = psycopg2.connect(**kwargs)
+    except psycopg2.OperationalError as exc:
+        raise SourceConnectionError(
+            describe_connect_error(settings, dbname, exc, auth_mode), transient=is_transient(exc)
+        ) from None
+    conn.set_session(
+        isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True
+    )
+    return conn
+
+
+_TRANSIENT = (
+    "connection refused",
+    "timeout expired",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "server closed the connection unexpectedly",
+    "connection reset",
+    "too many connections",
+    "could not receive data",
+    "could not send data",
+)
+
+
+def is_transient(exc: Exception) -> bool:
+    """Whether an error is worth retrying: the server restarting, a dropped link, a full pool."""
+    text = str(exc).lower()
+    return any(marker in text for marker in _TRANSIENT)
+
+
+def describe_connect_error(
+    settings: ConnectionSettings, database: str, exc: Exception, auth_mode: str = "basic"
+) -> str:
+    """One line: mode, user, host, port, libpq's reason and what to check; never a secret."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    if settings.password:
+        reason = reason.replace(settings.password, "***")
+    lowered = reason.lower()
+    tls = any(w in lowered for w in ("ssl", "certificate", "tls", "root cert"))
+    if auth_mode != "basic" and ("pam authentication failed" in lowered or "password" in lowered):
+        hint = (
+            "the IAM token was refused: check that the database user has the rds_iam role, "
+            "that the IAM policy allows rds-db:connect for this user and region, and the "
+            "AWS credentials"
+        )
+    elif "password authentication failed" in lowered or "no password supplied" in lowered:
+        hint = "check PGUSER and the password (PGPASSWORD, ~/.pgpass or the resource config)"
+    elif tls:
+        hint = (
+            "TLS failed: check PGSSLMODE, that PGSSLROOTCERT is the CA bundle that signed the "
+            "server certificate, and that the host name matches the certificate"
+        )
+    elif "does not exist" in lowered:
+        hint = "check the database name (PGDATABASE) and that the role exists"
+    elif "timeout" in lowered or "could not connect" in lowered or "connection refused" in lowered:
+        hint = "check PGHOST/PGPORT and that the server accepts connections from here"
+    else:
+        hint = "check the connection settings (PGHOST, PGPORT, PGUSER, PGDATABASE)"
+    prefix = "TLS connection failed" if tls else "cannot connect to PostgreSQL"
+    return f"{prefix} ({auth_mode}) as {settings.describe(database)}: {reason} ({hint})"
+
+
+def create_engine(
+    settings: ConnectionSettings,
+    database: str | None = None,
+    hook: CredentialHook | None = None,
+    **engine_kwargs: Any,
+) -> sa.Engine:
+    """A SQLAlchemy engine whose every physical connection gets fresh credentials from hook."""
+    dbname = database or settings.database
+    connect_args = settings.connect_kwargs(dbname)
+    url = sa.URL.create(
+        "postgresql+psycopg2",
+        username=connect_args.pop("user", None),
+        host=connect_args.pop("host", None),
+        port=connect_args.pop("port", None),
+        database=connect_args.pop("dbname"),
+    )
+    engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True, **engine_kwargs)
+    if hook is not None:
+
+        @sa.event.listens_for(engine, "do_connect")
+        def _fresh_credentials(dialect, conn_rec, cargs, cparams) -> None:
+            cparams.update(hook(settings, dbname))
+
+    return engine

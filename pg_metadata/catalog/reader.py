@@ -1,0 +1,288 @@
+"""Read the catalog of one database with a fixed handful of set-based queries.
+
+All queries of one database read one READ ONLY, REPEATABLE READ snapshot: one transaction, or
+two when a helper connection runs the biggest query alongside the others in the same snapshot.
+Each result is streamed with COPY ... TO STDOUT (CSV) into a spool file on local disk, and the
+transaction ends before any output is written, so the source is held only as long as the queries
+take. Spooled results are then read back as Arrow record batches, so memory stays flat whatever
+the size of the catalog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from pg_metadata.catalog.datasets import Dataset
+from pg_metadata.errors import ExtractionError
+
+BLOCK_SIZE = 1 << 20  # bytes of CSV per record batch; larger blocks spike memory on big spools
+
+
+@dataclass
+class SpooledResult:
+    """One query's rows, spooled as CSV; iterate as typed Arrow record batches."""
+
+    dataset: Dataset
+    path: Path
+    seconds: float = 0.0
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The dataset's Arrow schema."""
+        return self.dataset.schema
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Typed record batches, read incrementally."""
+        schema = self.dataset.schema
+        reader = pacsv.open_csv(
+            self.path,
+            read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={f.name: f.type for f in schema},
+                include_columns=schema.names,
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                true_values=["t"],
+                false_values=["f"],
+            ),
+        )
+        for batch in reader:
+            yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+
+    def read_all(self) -> pa.Table:
+        """All rows at once (small datasets only)."""
+        return pa.Table.from_batches(list(self.batches()), schema=self.schema)
+
+
+@dataclass
+class CatalogSnapshot:
+    """Spooled results of one database's catalog read; remove() deletes the spool files."""
+
+    database: str
+    results: dict[str, SpooledResult] = field(default_factory=dict)
+    statements: int = 0
+    seconds: float = 0.0
+    workdir: Path | None = None
+
+    def remove(self) -> None:
+        """Delete the spool directory."""
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def __enter__(self) -> CatalogSnapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+def read_catalog(
+    conn: psycopg2.extensions.connection,
+    datasets: Sequence[Dataset],
+    params: dict[str, Any],
+    spool_dir: str | Path | None = None,
+    helper: psycopg2.extensions.connection | None = None,
+    on_helper: Dataset | None = None,
+) -> CatalogSnapshot:
+    """Run each dataset's query in one read-only snapshot and spool the rows to disk.
+
+    With a `helper` connection, the `on_helper` query (the biggest) runs on it while the others
+    run on `conn`, in the same snapshot: `conn` exports it (pg_export_snapshot) and the helper
+    imports it (SET TRANSACTION SNAPSHOT), as pg_dump -j does. Where the server refuses the
+    export (EXECUTE revoked, or an older hot standby), everything runs on `conn`.
+    """
+    database = conn.info.dbname
+    workdir = Path(tempfile.mkdtemp(prefix="pg_metadata_", dir=spool_dir))
+    snapshot = CatalogSnapshot(database=database, workdir=workdir)
+    started = time.perf_counter()
+    statements = 2  # BEGIN (implicit, sent by the driver) + COMMIT
+    try:
+        job = None
+        if helper is not None and on_helper in datasets and len(datasets) > 1:
+            exported = _export_snapshot(conn)
+            statements += 1 if exported else 3  # SELECT; or a failed SELECT, ROLLBACK, BEGIN
+            if exported:
+                statements += 4  # BEGIN, SET TRANSACTION SNAPSHOT, COPY, COMMIT
+                job = _HelperCopy(helper, exported, on_helper, params, workdir, snapshot)
+        with job.running(conn) if job else contextlib.nullcontext(), conn.cursor() as cur:
+            for dataset in datasets:
+                if job is None or dataset is not on_helper:
+                    _spool(cur, dataset, params, workdir, snapshot)
+                    statements += 1
+        conn.commit()
+    except BaseException:
+        snapshot.remove()
+        _rollback_quietly(conn)
+        if helper is not None:
+            _rollback_quietly(helper)
+        raise
+    snapshot.statements = statements
+    snapshot.seconds = time.perf_counter() - started
+    return snapshot
+
+
+def _spool(
+    cur: psycopg2.extensions.cursor,
+    dataset: Dataset,
+    params: dict[str, Any],
+    workdir: Path,
+    snapshot: CatalogSnapshot,
+) -> None:
+    path = workdir / f"{dataset.name}.csv"
+    t0 = time.perf_counter()
+    _copy_to_file(cur, dataset, params, path, snapshot.database)
+    snapshot.results[dataset.name] = SpooledResult(dataset, path, time.perf_counter() - t0)
+
+
+def _export_snapshot(conn: psycopg2.extensions.connection) -> str | None:
+    """Export the open transaction's snapshot; None where the server refuses."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_catalog.pg_export_snapshot()")
+            (name,) = cur.fetchone()
+        return name
+    except psycopg2.OperationalError:
+        raise
+    except psycopg2.Error:
+        conn.rollback()
+        return None
+
+
+@dataclass
+class _HelperCopy:
+    """One query on the helper connection, in a thread, inside the exported snapshot."""
+
+    conn: psycopg2.extensions.connection
+    snapshot_name: str
+    dataset: Dataset
+    params: dict[str, Any]
+    workdir: Path
+    snapshot: CatalogSnapshot
+    error: BaseException | None = None
+    main_failed: bool = False
+
+    def run(self, main: psycopg2.extensions.connection) -> None:
+        try:
+            with self.conn.cursor() as cur:
+                try:
+                    cur.execute("SET TRANSACTION SNAPSHOT %s", (self.snapshot_name,))
+                except psycopg2.Error as exc:
+                    raise ExtractionError(
+                        describe_query_error(self.dataset.name, self.snapshot.database, exc)
+                    ) from None
+                _spool(cur, self.dataset, self.params, self.workdir, self.snapshot)
+            self.conn.commit()
+        except BaseException as exc:
+            if not self.main_failed:
+                self.error = exc
+                main.cancel()  # stop the other queries early; this error is the one reported
+
+    @contextlib.contextmanager
+    def running(self, main: psycopg2.extensions.connection) -> Iterator[None]:
+        """Run alongside the body; the helper's error wins over the cancel it caused."""
+        thread = threading.Thread(target=self.run, args=(main,), name="pg_metadata-helper")
+        thread.start()
+        try:
+            yield
+        except BaseException:
+            if self.error is None:  # the main connection failed first: stop the helper
+                self.main_failed = True
+                self.conn.cancel()
+                thread.join()
+                raise
+            thread.join()
+            raise self.error from None
+        thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _copy_to_file(
+    cur: psycopg2.extensions.cursor,
+    dataset: Dataset,
+    params: dict[str, Any],
+    path: Path,
+    database: str,
+) -> None:
+    # mogrify binds the parameters with the driver's own quoting (COPY cannot take parameters).
+    encoding = psycopg2.extensions.encodings.get(cur.connection.encoding, "utf-8")
+    query = cur.mogrify(dataset.sql(), params).decode(encoding)
+    copy = f"COPY (\n{query}\n) TO STDOUT WITH (FORMAT csv, HEADER true, ENCODING 'UTF8')"
+    try:
+        with open(path, "wb") as out:
+            cur.copy_expert(copy, out, size=1 << 20)
+    except psycopg2.Error as exc:
+        lost = type(exc) in (psycopg2.OperationalError, psycopg2.InterfaceError)
+        raise ExtractionError(
+            describe_query_error(dataset.name, database, exc), transient=lost
+        ) from None
+    with open(path, "rb") as f:
+        header = f.readline().decode("utf-8").rstrip("\r\n").split(",")
+    expected = dataset.column_names
+    if [h.strip('"') for h in header] != expected:
+        raise ExtractionError(
+            f"query {dataset.name}.sql returned columns {header}, expected {expected}; "
+            "the SQL file and pg_metadata/catalog/datasets.py disagree"
+        )
+
+
+def describe_query_error(name: str, database: str, exc: psycopg2.Error) -> str:
+    """One line naming the query, database and what to do."""
+    message = " ".join((exc.pgerror or str(exc)).split()) or type(exc).__name__
+    if isinstance(exc, psycopg2.errors.QueryCanceled):
+        hint = "raise statement_timeout_ms if the catalog is very large"
+    elif isinstance(exc, psycopg2.errors.LockNotAvailable):
+        hint = "a DDL statement holds a lock; retry later or raise lock_timeout_ms"
+    elif isinstance(exc, psycopg2.errors.InsufficientPrivilege) and "function" in message:
+        hint = "grant EXECUTE on that function to the extractor role (PUBLIC has it by default)"
+    elif isinstance(exc, psycopg2.errors.InsufficientPrivilege):
+        hint = "grant the extractor role CONNECT on the database"
+    elif isinstance(exc, psycopg2.OperationalError):
+        hint = "the connection was lost; the run can be retried"
+    else:
+        hint = "see the server log for details"
+    return f"catalog query {name!r} failed on database {database!r}: {message} ({hint})"
+
+
+def _rollback_quietly(conn: psycopg2.extensions.connection) -> None:
+    try:
+        if not conn.closed:
+            conn.rollback()
+    except psycopg2.Error:
+        pass
+
+
+def query_rows(
+    conn: psycopg2.extensions.connection, dataset: Dataset, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A small query's rows as dicts, in one short read-only transaction."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(dataset.sql(), params)
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        conn.commit()
+    except psycopg2.Error as exc:
+        _rollback_quietly(conn)
+        lost = type(exc) in (psycopg2.OperationalError, psycopg2.InterfaceError)
+        raise ExtractionError(
+            describe_query_error(dataset.name, conn.info.dbname, exc), transient=lost
+        ) from None
+    return rows

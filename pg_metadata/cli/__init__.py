@@ -1,0 +1,1 @@
+"""The `pg-metadata` command line."""

@@ -1,0 +1,1 @@
+"""The built-in demo: a throwaway PostgreSQL server holding a small shop catalog."""

@@ -1,0 +1,1 @@
+"""The Dagster layer: assets, checks, IO manager, resources, partitions, automation, component."""

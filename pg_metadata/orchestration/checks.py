@@ -1,0 +1,105 @@
+"""Blocking integrity checks of the entity assets, computed while each asset writes its output.
+
+Every entity asset declares these checks and reports them right after its output is written:
+`validation.Scanner` looks at each entity as it streams to the file, so even a million-column
+output is never read back (or downloaded again from S3). A failed check stops the manifest, so
+`latest/` keeps pointing at the last good output.
+"""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from pg_metadata.atlan import entities as E
+from pg_metadata.atlan import validation as V
+from pg_metadata.catalog.datasets import COLUMNS, SCHEMAS, TABLES
+from pg_metadata.orchestration.keys import ENTITY_KEYS
+from pg_metadata.output.formats import ParquetFile
+
+UNIQUE, REFERENCES, COUNTS, ONE_PARENT = (
+    "unique_qualified_names",
+    "references_resolve",
+    "counts_match_raw",
+    "one_parent_per_column",
+)
+REFERENCED = {
+    E.DATABASE: (),
+    E.SCHEMA: (E.DATABASE,),
+    E.TABLE: (E.SCHEMA,),
+    E.TABLE_PARTITION: (E.SCHEMA, E.TABLE, E.TABLE_PARTITION),
+    E.VIEW: (E.SCHEMA,),
+    E.MATERIALISED_VIEW: (E.SCHEMA,),
+    E.COLUMN: E.RELATION_TYPES,
+}
+RAW = {E.SCHEMA: SCHEMAS, E.COLUMN: COLUMNS, **{t: TABLES for t in E.RELATION_TYPES}}
+DESCRIPTIONS = {
+    UNIQUE: "Every qualifiedName is emitted once.",
+    REFERENCES: "Every relationship reference points at an entity emitted for this database.",
+    COUNTS: "The number of entities equals what the raw rows call for.",
+    ONE_PARENT: "Every column has exactly one parent reference, matching its names.",
+}
+
+
+def referenced_inputs(type_name: str) -> dict[str, str]:
+    """Input name -> typeName of the other entity assets whose names a type's references use."""
+    return {ENTITY_KEYS[t].path[-1]: t for t in REFERENCED[type_name] if t != type_name}
+
+
+def scanner(type_name: str, known: dict[str, set[str]]) -> V.Scanner:
+    """The streaming checker of one entity type, given the names of the types it references."""
+    return V.Scanner(
+        type_name,
+        known if REFERENCED[type_name] else None,
+        columns=type_name == E.COLUMN,
+        self_referencing=type_name in REFERENCED[type_name],
+    )
+
+
+def check_specs(type_name: str) -> list[dg.AssetCheckSpec]:
+    """The checks an entity asset declares."""
+    names = [UNIQUE, COUNTS]
+    if REFERENCED[type_name]:
+        names.insert(1, REFERENCES)
+    if type_name == E.COLUMN:
+        names.append(ONE_PARENT)
+    return [
+        dg.AssetCheckSpec(
+            n, asset=ENTITY_KEYS[type_name], blocking=True, description=DESCRIPTIONS[n]
+        )
+        for n in names
+    ]
+
+
+def expected_count(type_name: str, raw: ParquetFile | None) -> int:
+    """How many entities of a type the raw rows call for."""
+    if type_name == E.DATABASE or raw is None:
+        return 1
+    if type_name in (E.SCHEMA, E.COLUMN):
+        return raw.num_rows
+    return V.expected_count(type_name, raw.rows(["is_partition", "table_kind"]))
+
+
+def _result(type_name: str, name: str, finding: V.Finding, **extra) -> dg.AssetCheckResult:
+    metadata = {"problems": finding.problems, **extra}
+    if finding.examples:
+        metadata["examples"] = dg.MetadataValue.md("\n".join(f"- `{e}`" for e in finding.examples))
+    return dg.AssetCheckResult(
+        asset_key=ENTITY_KEYS[type_name],
+        check_name=name,
+        passed=finding.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata=metadata,
+    )
+
+
+def check_results(type_name: str, found: V.Scan, expected: int) -> Iterator[dg.AssetCheckResult]:
+    """The results of every check of one entity asset."""
+    yield _result(type_name, UNIQUE, found.duplicates)
+    if REFERENCED[type_name]:
+        yield _result(type_name, REFERENCES, found.references)
+    counts = V.Finding()
+    if found.count != expected:
+        counts.add(f"{found.count} {type_name} entities, raw rows call for {expected}")
+    yield _result(type_name, COUNTS, counts, entities=found.count, expected=expected)
+    if type_name == E.COLUMN:
+        yield _result(type_name, ONE_PARENT, found.parents)

@@ -1,0 +1,1 @@
+"""Where and how output is written: object stores, Parquet and JSON Lines files. No Dagster."""

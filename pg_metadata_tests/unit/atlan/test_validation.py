@@ -1,0 +1,101 @@
+"""The integrity checks' logic on clean and corrupted entities."""
+
+from __future__ import annotations
+
+import copy
+
+from pg_metadata.atlan import validation as V
+from pg_metadata.atlan.entities import COLUMN, TABLE, ref
+
+
+def column(qn: str, parent: str, key: str = "table", parent_type: str = TABLE) -> dict:
+    name_key = "tableQualifiedName" if key in ("table", "tablePartition") else "viewQualifiedName"
+    return {
+        "typeName": COLUMN,
+        "attributes": {"qualifiedName": qn, name_key: parent, key: ref(parent_type, parent)},
+    }
+
+
+CLEAN = [column("c/db/s/t/a", "c/db/s/t"), column("c/db/s/t/b", "c/db/s/t")]
+KNOWN = {TABLE: {"c/db/s/t"}}
+
+
+def test_clean_columns_pass_every_check():
+    assert V.scan(lambda: iter(CLEAN)).duplicates.passed
+    assert V.scan(lambda: CLEAN, KNOWN).references.passed
+    assert V.scan(lambda: CLEAN, columns=True).parents.passed
+
+
+def test_duplicates_are_found_and_counted():
+    finding = V.scan(lambda: iter([*CLEAN, CLEAN[0], CLEAN[0]])).duplicates
+    assert finding.problems == 2 and finding.examples == ["c/db/s/t/a", "c/db/s/t/a"]
+
+
+def test_dangling_reference_is_found():
+    finding = V.scan(lambda: [*CLEAN, column("c/db/s/x/a", "c/db/s/x")], KNOWN).references
+    assert finding.problems == 1 and "c/db/s/x" in finding.examples[0]
+
+
+def test_reference_to_the_wrong_type_is_found():
+    wrong = column("c/db/s/t/c", "c/db/s/t", key="view", parent_type="View")
+    assert V.scan(lambda: [wrong], KNOWN).references.problems == 1
+
+
+def test_columns_without_or_with_two_parents_are_found():
+    orphan = copy.deepcopy(CLEAN[0])
+    del orphan["attributes"]["table"]
+    twice = copy.deepcopy(CLEAN[1])
+    twice["attributes"]["view"] = ref("View", "c/db/s/v")
+    finding = V.scan(lambda: [orphan, twice], columns=True).parents
+    assert finding.problems == 2
+
+
+def test_parent_disagreeing_with_names_is_found():
+    odd = column("c/db/s/t/a", "c/db/s/t")
+    odd["attributes"]["tableQualifiedName"] = "c/db/s/other"
+    elsewhere = column("c/db/s/u/a", "c/db/s/t")
+    assert V.scan(lambda: [odd, elsewhere], columns=True).parents.problems == 2
+
+
+def test_expected_count_by_relation_type():
+    rows = [
+        {"is_partition": False, "table_kind": "r"},
+        {"is_partition": True, "table_kind": "r"},
+        {"is_partition": False, "table_kind": "v"},
+        {"is_partition": False, "table_kind": "f"},
+    ]
+    assert V.expected_count(TABLE, rows) == 2
+    assert V.expected_count("TablePartition", rows) == 1
+    assert V.expected_count(COLUMN, rows) == 4
+
+
+def partition(qn: str, parent: str, parent_type: str = "TablePartition") -> dict:
+    key = "parentTablePartition" if parent_type == "TablePartition" else "parentTable"
+    return {
+        "typeName": "TablePartition",
+        "attributes": {"qualifiedName": qn, key: ref(parent_type, parent)},
+    }
+
+
+def test_scanner_resolves_references_to_its_own_type_at_the_end():
+    # a sub-partition can stream past before the partition it belongs to
+    stream = [
+        partition("c/db/s/p1_a", "c/db/s/p1"),
+        partition("c/db/s/p1", "c/db/s/t", parent_type=TABLE),
+        partition("c/db/s/p2_a", "c/db/s/p2"),  # p2 is never emitted
+    ]
+    scanner = V.Scanner("TablePartition", {TABLE: {"c/db/s/t"}}, self_referencing=True)
+    assert list(scanner.watch(stream)) == stream  # passed through unchanged, in order
+    found = scanner.finish(lambda: stream)
+    assert found.count == 3 and found.duplicates.passed
+    assert found.references.problems == 1 and "c/db/s/p2" in found.references.examples[0]
+
+
+def test_scanner_names_duplicates_by_regenerating_the_stream():
+    stream = [*CLEAN, CLEAN[1]]
+    scanner = V.Scanner(COLUMN, KNOWN, columns=True)
+    for _ in scanner.watch(iter(stream)):
+        pass
+    found = scanner.finish(lambda: iter(stream))
+    assert found.duplicates.examples == ["c/db/s/t/b"]
+    assert found.references.passed and found.parents.passed and found.count == 3
