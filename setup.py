@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Dagster-native PostgreSQL metadata extractor producing Atlan catalog entities",
     packages=find_packages(exclude=["pg_metadata_tests", "pg_metadata_tests.*"]),
-    package_data={"pg_metadata": ["catalog/sql/*/*.sql", "demo/*.sql"]},
+    package_data={"pg_metadata": ["catalog/sql/*/*.sql", "demo/*.sql", "demo/*.yaml"]},
     python_requires=">=3.11",
     install_requires=[
         # dagster-aws pins dagster exactly; bump the four together.
@@ -15,6 +15,10 @@ setup(
         "dagster-aws==0.29.27",
         # PostgreSQL storage for Dagster's own runs/events/schedules (deploy/dagster.prod.yaml)
         "dagster-postgres==0.29.27",
+        # `dg` (check defs, list defs, scaffold defs, dev) for the Component
+        "dagster-dg-cli==1.13.27",
+        # sources files
+        "pyyaml>=6",
         "sqlalchemy>=2.1,<2.2",
         "psycopg2-binary>=2.9.10,<3",
         "pyarrow>=20",
@@ -24,6 +28,8 @@ setup(
         "orjson>=3.10",
     ],
     extras_require={
+        # PG_METADATA_EXECUTOR=celery: steps on dagster-celery workers
+        "celery": ["dagster-celery==0.29.27", "redis>=5"],
         "dev": [
             "pytest>=8",
             "moto[server]>=5.1",
@@ -32,7 +38,16 @@ setup(
             "cryptography>=42",
             # sampling profiler for bench/run_benchmark.py --profile
             "py-spy>=0.4",
+            # layer contracts (pyproject.toml [tool.importlinter]), run in .ci/run
+            "import-linter>=2.1",
+            # the fleet test runs steps on Celery workers with a loopback Redis broker
+            "dagster-celery==0.29.27",
+            "redis>=5",
         ],
     },
-    entry_points={"console_scripts": ["pg-metadata=pg_metadata.cli.main:main"]},
+    entry_points={
+        "console_scripts": ["pg-metadata=pg_metadata.cli.main:main"],
+        # `dg list components` shows pg_metadata.PostgresCatalogComponent
+        "dagster_dg_cli.registry_modules": ["pg_metadata = pg_metadata"],
+    },
 )

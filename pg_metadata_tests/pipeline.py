@@ -9,12 +9,18 @@ from typing import Any
 import dagster as dg
 import pyarrow.parquet as pq
 
-from pg_metadata.definitions import build_definitions
-from pg_metadata.orchestration.partitions import DATABASE_PARTITIONS_NAME
-from pg_metadata.orchestration.resources import CatalogSettings, OutputTarget, PostgresResource
-from pg_metadata.output.storage import encode_segment
+from pg_metadata.catalog.sources import Source
+from pg_metadata.orchestration.definitions import build_definitions
+from pg_metadata.orchestration.plan import SourcePlan
+from pg_metadata.orchestration.translator import PostgresCatalogTranslator
+from pg_metadata.output.storage import ObjectStore, encode_segment, open_store
 
 CONNECTION_QN = "default/postgres/1717000000"
+
+
+def plan_of(source: Source) -> SourcePlan:
+    """The plan (keys, job and partition names) of a source with the default translator."""
+    return SourcePlan(source, PostgresCatalogTranslator().get_asset_spec)
 
 
 @dataclass
@@ -22,13 +28,19 @@ class PipelineRun:
     """Results of one discovery run plus one run per database, and access to the output."""
 
     instance: dg.DagsterInstance
-    output: OutputTarget
+    source: Source
+    target: str
     discover: dg.ExecuteInProcessResult
     runs: dict[str, dg.ExecuteInProcessResult] = field(default_factory=dict)
 
     @property
-    def store(self):
-        return self.output.store()
+    def store(self) -> ObjectStore:
+        """The source's part of the output target."""
+        return open_store(self.target, self.source.name)
+
+    @property
+    def plan(self) -> SourcePlan:
+        return plan_of(self.source)
 
     def manifest(self, database: str) -> dict[str, Any]:
         """The latest manifest of a database."""
@@ -36,34 +48,34 @@ class PipelineRun:
         assert data is not None, f"no latest manifest for {database!r}"
         return json.loads(data)
 
-    def file(self, database: str, asset: str) -> dict[str, Any]:
-        """The manifest entry of one asset."""
-        return next(f for f in self.manifest(database)["files"] if f["asset"] == asset)
+    def file(self, database: str, path: str) -> dict[str, Any]:
+        """The manifest entry of one asset, by path (e.g. raw/tables, atlan/column)."""
+        return next(f for f in self.manifest(database)["files"] if f["path"] == path)
 
-    def entities(self, database: str, asset: str) -> list[dict[str, Any]]:
+    def entities(self, database: str, path: str) -> list[dict[str, Any]]:
         """Entities of an `atlan/...` asset, parsed strictly (NaN/Infinity rejected)."""
-        path = self.store.fetch(self.file(database, asset)["uri"])
+        local = self.store.fetch(self.file(database, path)["uri"])
         out = []
-        for line in path.read_text("utf-8").splitlines():
+        for line in local.read_text("utf-8").splitlines():
             out.append(json.loads(line, parse_constant=_reject_constant))
         return out
 
     def all_entities(self, database: str) -> list[dict[str, Any]]:
         """Entities of every type."""
-        assets = [f["asset"] for f in self.manifest(database)["files"]]
-        return [e for a in assets if a.startswith("atlan/") for e in self.entities(database, a)]
+        paths = [f["path"] for f in self.manifest(database)["files"]]
+        return [e for p in paths if p.startswith("atlan/") for e in self.entities(database, p)]
 
     def qualified_names(self, database: str) -> set[str]:
         """The qualifiedNames of every entity of a database."""
         return {e["attributes"]["qualifiedName"] for e in self.all_entities(database)}
 
-    def raw(self, database: str | None, asset: str):
+    def raw(self, database: str | None, path: str):
         """A raw Parquet file as an Arrow table."""
         if database is None:
-            ev = self.instance.get_latest_materialization_event(dg.AssetKey(asset.split("/")))
+            ev = self.instance.get_latest_materialization_event(self.plan.key(path))
             uri = str(ev.asset_materialization.metadata["uri"].value)
         else:
-            uri = self.file(database, asset)["uri"]
+            uri = self.file(database, path)["uri"]
         return pq.read_table(self.store.fetch(uri))
 
 
@@ -71,20 +83,21 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid JSON constant {name}")
 
 
-def make_resources(
+def make_source(
     cluster,
     *,
-    target: str,
+    name: str = "default",
     user: str | None = None,
     password: str | None = None,
     include: str = "",
     exclude: str = "",
     temp_table_regex: str = "",
     connection_name: str = "prod-pg",
+    connection_qualified_name: str = CONNECTION_QN,
     retries: int = 0,
     postgres_kw: dict[str, Any] | None = None,
-) -> tuple[PostgresResource, CatalogSettings, OutputTarget]:
-    """Resources pointing at the test server (postgres_kw overrides the PostgresResource)."""
+) -> Source:
+    """A source pointing at the test server (postgres_kw overrides any Source field)."""
     user = user or cluster.admin_user
     if password is None and user == cluster.admin_user:
         password = cluster.admin_password
@@ -96,34 +109,45 @@ def make_resources(
         "database": "postgres",
         "sslmode": "disable",
         "retries": retries,
+        "include": include,
+        "exclude": exclude,
+        "temp_table_regex": temp_table_regex,
+        "connection_qualified_name": connection_qualified_name,
+        "connection_name": connection_name,
     }
     fields.update(postgres_kw or {})
-    postgres = PostgresResource(**fields)
-    catalog = CatalogSettings(
-        include_filter=include,
-        exclude_filter=exclude,
-        temp_table_regex=temp_table_regex,
-        connection_qualified_name=CONNECTION_QN,
-        connection_name=connection_name,
+    return Source(name=name, **fields)
+
+
+def run_source(
+    source: Source,
+    instance: dg.DagsterInstance,
+    *,
+    target: str,
+    raise_on_error: bool = True,
+    defs: dg.Definitions | None = None,
+) -> PipelineRun:
+    """Discovery, then every registered database of one source, like `pg-metadata extract`."""
+    defs = defs or build_definitions([source], target=target)
+    plan = plan_of(source)
+    discover = defs.resolve_job_def(plan.discover_job_name).execute_in_process(
+        instance=instance, raise_on_error=raise_on_error
     )
-    return postgres, catalog, OutputTarget(target=target)
+    run = PipelineRun(instance, source, target, discover)
+    if not discover.success:
+        return run
+    job = defs.resolve_job_def(plan.extract_job_name)
+    for name in instance.get_dynamic_partitions(plan.partitions.name):
+        run.runs[name] = job.execute_in_process(
+            instance=instance, partition_key=name, raise_on_error=raise_on_error
+        )
+    return run
 
 
 def run_pipeline(
     cluster, instance: dg.DagsterInstance, *, target: str, raise_on_error: bool = True, **kw: Any
 ) -> PipelineRun:
-    """Discovery, then every registered database, like `pg-metadata extract`."""
-    postgres, catalog, output = make_resources(cluster, target=target, **kw)
-    defs = build_definitions(postgres=postgres, catalog=catalog, output=output)
-    discover = defs.resolve_job_def("discover_databases").execute_in_process(
-        instance=instance, raise_on_error=raise_on_error
+    """A source on the test server (make_source's keywords), run end to end."""
+    return run_source(
+        make_source(cluster, **kw), instance, target=target, raise_on_error=raise_on_error
     )
-    run = PipelineRun(instance, output, discover)
-    if not discover.success:
-        return run
-    job = defs.resolve_job_def("extract_database")
-    for name in instance.get_dynamic_partitions(DATABASE_PARTITIONS_NAME):
-        run.runs[name] = job.execute_in_process(
-            instance=instance, partition_key=name, raise_on_error=raise_on_error
-        )
-    return run

@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from pg_metadata.catalog.datasets import COLUMNS
+from pg_metadata.catalog.sources import validate_connection_qualified_name
 from pg_metadata.errors import ConfigError
 
 DATABASE, SCHEMA, TABLE, TABLE_PARTITION = "Database", "Schema", "Table", "TablePartition"
@@ -76,16 +77,6 @@ class AtlanContext:
             "lastSyncRunAt": self.run_at_ms,
             "connectorName": self.connector_name,
         }
-
-
-def validate_connection_qualified_name(qn: str) -> None:
-    """Atlan connection qualifiedNames are `<tenant>/<connector>/<epoch>`."""
-    parts = qn.split("/") if qn else []
-    if len(parts) != 3 or not all(parts):
-        raise ConfigError(
-            f"connection qualified name {qn!r} must look like 'default/postgres/1717000000' "
-            "(ATLAN_CONNECTION_QUALIFIED_NAME)"
-        )
 
 
 def clean_description(text: str | None) -> str | None:

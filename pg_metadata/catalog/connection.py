@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import psycopg2
 import psycopg2.extensions
 import sqlalchemy as sa
 
+from pg_metadata.catalog.auth import AuthMode, IamTokenHook
 from pg_metadata.catalog.settings import ConnectionSettings
 from pg_metadata.errors import SourceConnectionError
+
+if TYPE_CHECKING:
+    from pg_metadata.catalog.sources import Source
 
 # Called for every physical connection; returns extra connect kwargs (e.g. a fresh IAM token).
 CredentialHook = Callable[[ConnectionSettings, str], dict[str, Any]]
@@ -115,3 +121,37 @@ def create_engine(
             cparams.update(hook(settings, dbname))
 
     return engine
+
+
+class Connector:
+    """Opens connections to one source; IAM sources share one token signer (role cached)."""
+
+    def __init__(self, source: Source, env: Mapping[str, str] | None = None) -> None:
+        self.source = source
+        self._env = os.environ if env is None else env
+        self._hook: CredentialHook | None = None
+        self._hook_lock = threading.Lock()
+
+    def settings(self) -> ConnectionSettings:
+        """Connection settings with the password read from the environment now."""
+        return self.source.connection_settings(self._env)
+
+    def credential_hook(self) -> CredentialHook | None:
+        """None for basic auth; for IAM, one token signer per connector."""
+        auth = self.source.auth_settings
+        if auth.mode is AuthMode.BASIC:
+            return None
+        with self._hook_lock:
+            if self._hook is None:
+                self._hook = IamTokenHook(auth, self.source.host)
+            return self._hook
+
+    def connect(self, database: str | None = None) -> psycopg2.extensions.connection:
+        """A new read-only connection to one database (the source's first database by default)."""
+        return connect(
+            self.settings(), database, self.credential_hook(), self.source.auth_settings.mode.value
+        )
+
+    def engine(self, database: str | None = None, **kwargs: Any) -> sa.Engine:
+        """A SQLAlchemy engine with the same settings; fresh IAM token per connection."""
+        return create_engine(self.settings(), database, self.credential_hook(), **kwargs)

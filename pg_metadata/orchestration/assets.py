@@ -1,4 +1,5 @@
-"""Software-defined assets: thin Dagster wrappers over the extract, entity and format modules."""
+"""Software-defined assets of one source: thin Dagster wrappers over the catalog, entity and
+output modules, built from the source's plan (translated specs, pool, partitions)."""
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
@@ -22,25 +23,35 @@ from pg_metadata.catalog.datasets import (
 from pg_metadata.catalog.reader import read_catalog
 from pg_metadata.errors import OutputError, PgMetadataError
 from pg_metadata.orchestration import checks as C
-from pg_metadata.orchestration.keys import ENTITY_KEYS, raw_key
-from pg_metadata.orchestration.partitions import database_partitions, sync_database_partitions
-from pg_metadata.orchestration.resources import CatalogSettings, PostgresResource
+from pg_metadata.orchestration.partitions import ensure_pool_limit, sync_database_partitions
+from pg_metadata.orchestration.plan import (
+    ENTITY_PATHS,
+    PATH_METADATA,
+    RAW_PATHS,
+    SourcePlan,
+)
 from pg_metadata.output.formats import Entities, JsonLinesFile, ParquetFile
 
-RAW_GROUP = "postgres_catalog"
-ENTITY_GROUP = "atlan_entities"
-SOURCE_POOL = "pg_metadata_source"
 RETRY_BASE_SECONDS = 2
+_KIND_TAG = "dagster/kind/"
 
 
-def column_schema(dataset: Dataset) -> dg.TableSchema:
-    """The dataset's columns as Dagster table schema metadata."""
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(name, str(dtype), description=desc)
-            for name, dtype, desc in dataset.fields
-        ]
-    )
+def spec_args(spec: dg.AssetSpec, path: str) -> dict[str, Any]:
+    """Keyword arguments for @asset / AssetOut from a translated spec."""
+    args: dict[str, Any] = {
+        "key": spec.key,
+        "group_name": spec.group_name,
+        "description": spec.description,
+        "metadata": {**spec.metadata, PATH_METADATA: path},
+        "tags": {k: v for k, v in spec.tags.items() if not k.startswith(_KIND_TAG)},
+        "kinds": set(spec.kinds),
+        "owners": list(spec.owners),
+    }
+    if spec.automation_condition is not None:
+        args["automation_condition"] = spec.automation_condition
+    if spec.code_version is not None:
+        args["code_version"] = spec.code_version
+    return args
 
 
 @contextlib.contextmanager
@@ -58,116 +69,121 @@ def user_errors(
         raise dg.Failure(description=str(exc), allow_retries=False) from None
 
 
-def atlan_context(context: dg.AssetExecutionContext, catalog: CatalogSettings) -> E.AtlanContext:
-    """Naming context for this run: run id, job name and run creation time."""
+def atlan_context(context: dg.AssetExecutionContext, plan: SourcePlan) -> E.AtlanContext:
+    """Naming context for this run: the source's Atlan connection, run id, job, run time."""
     run = context.run
     record = context.instance.get_run_record_by_id(run.run_id)
     run_at_ms = int(record.create_timestamp.timestamp() * 1000) if record else 0
     workflow = run.job_name if not run.job_name.startswith("__") else "pg_metadata"
-    return catalog.atlan_context(run_id=run.run_id, workflow=workflow, run_at_ms=run_at_ms)
-
-
-@dg.asset(
-    key=raw_key(DATABASES),
-    group_name=RAW_GROUP,
-    kinds={"postgres", "parquet"},
-    description="Every connectable, non-template database on the server that the filters "
-    "select (name, owner, encoding, collation, comment, size). Registers one partition per "
-    "database.",
-    metadata={"dagster/column_schema": column_schema(DATABASES)},
-    pool=SOURCE_POOL,
-)
-def databases(
-    context: dg.AssetExecutionContext, postgres: PostgresResource, catalog: CatalogSettings
-) -> dg.Output:
-    with user_errors(context, postgres.retries):
-        catalog.validate()
-        postgres.validate()
-        params = catalog.catalog_filter().sql_params()
-        conn = postgres.connect()
-        try:
-            with read_catalog(conn, [DATABASES], params) as snapshot:
-                table = snapshot.results[DATABASES.name].read_all()
-        finally:
-            conn.close()
-    names = table.column("database_name").to_pylist()
-    added, removed = sync_database_partitions(context.instance, names)
-    context.log.info(
-        f"{len(names)} database(s) selected; partitions added {added}, removed {removed}"
-    )
-    versions = table.column("server_version").to_pylist()
-    return dg.Output(
-        table,
-        metadata={
-            "databases": dg.MetadataValue.json(names),
-            "partitions_added": dg.MetadataValue.json(added),
-            "partitions_removed": dg.MetadataValue.json(removed),
-            "server_version": versions[0] if versions else "",
-        },
+    source = plan.source
+    return E.AtlanContext(
+        connection_qualified_name=source.connection_qualified_name,
+        connection_name=source.atlan_connection_name,
+        tenant_id=source.tenant_id,
+        workflow_name=workflow,
+        run_id=run.run_id,
+        run_at_ms=run_at_ms,
     )
 
 
-@dg.multi_asset(
-    outs={
+def databases_asset(plan: SourcePlan) -> dg.AssetsDefinition:
+    """The source's databases (unpartitioned); registers one partition per database."""
+    path = RAW_PATHS[DATABASES.name]
+
+    @dg.asset(
+        **spec_args(plan.specs[path], path),
+        io_manager_key=plan.io_manager_key,
+        pool=plan.pool,
+    )
+    def _databases(context: dg.AssetExecutionContext) -> dg.Output:
+        source = plan.source
+        with user_errors(context, source.retries):
+            ensure_pool_limit(context.instance, plan)
+            params = source.catalog_filter.sql_params()
+            conn = plan.connector.connect()
+            try:
+                with read_catalog(conn, [DATABASES], params) as snapshot:
+                    table = snapshot.results[DATABASES.name].read_all()
+            finally:
+                conn.close()
+        names = table.column("database_name").to_pylist()
+        added, removed = sync_database_partitions(context.instance, plan, names)
+        context.log.info(
+            f"{source.name}: {len(names)} database(s) selected; partitions added {added}, "
+            f"removed {removed}"
+        )
+        versions = table.column("server_version").to_pylist()
+        return dg.Output(
+            table,
+            metadata={
+                "databases": dg.MetadataValue.json(names),
+                "partitions_added": dg.MetadataValue.json(added),
+                "partitions_removed": dg.MetadataValue.json(removed),
+                "server_version": versions[0] if versions else "",
+            },
+        )
+
+    return _databases
+
+
+def catalog_asset(plan: SourcePlan) -> dg.AssetsDefinition:
+    """Schemas, relations and columns of one database, read in one snapshot."""
+    outs = {
         d.name: dg.AssetOut(
-            key=raw_key(d),
-            kinds={"postgres", "parquet"},
-            description=d.description,
-            metadata={"dagster/column_schema": column_schema(d)},
+            **spec_args(plan.specs[RAW_PATHS[d.name]], RAW_PATHS[d.name]),
+            io_manager_key=plan.io_manager_key,
             is_required=False,
         )
         for d in PER_DATABASE
-    },
-    partitions_def=database_partitions,
-    group_name=RAW_GROUP,
-    can_subset=True,
-    pool=SOURCE_POOL,
-)
-def extract_catalog(
-    context: dg.AssetExecutionContext, postgres: PostgresResource, catalog: CatalogSettings
-) -> Iterator[dg.Output]:
-    """Schemas, relations and columns of one database, read in one snapshot."""
-    database = context.partition_key
-    selected = [d for d in PER_DATABASE if raw_key(d) in context.selected_asset_keys]
-    with user_errors(context, postgres.retries):
-        params = catalog.catalog_filter().sql_params()
-        with contextlib.ExitStack() as connections:
-            conn = connections.enter_context(contextlib.closing(postgres.connect(database)))
-            helper = None
-            if COLUMNS in selected and postgres.connections_per_database() == 2:
-                helper = connections.enter_context(contextlib.closing(postgres.connect(database)))
-            server_version = conn.info.parameter_status("server_version")
-            snapshot = read_catalog(
-                conn, [*selected, FINGERPRINT], params, helper=helper, on_helper=COLUMNS
-            )
-    with snapshot:
-        (row,) = snapshot.results[FINGERPRINT.name].read_all().to_pylist()
-        context.log.info(
-            f"read {database!r} in {snapshot.seconds:.2f}s with {snapshot.statements} "
-            f"statements; {row['relation_count']} relations"
-        )
-        for d in selected:
-            result = snapshot.results[d.name]
-            yield dg.Output(
-                result,
-                output_name=d.name,
-                metadata={
-                    "query_seconds": round(result.seconds, 3),
-                    "statements_per_database": snapshot.statements,
-                    "catalog_fingerprint": row["fingerprint"],
-                    "server_version": server_version,
-                },
-            )
+    }
 
+    @dg.multi_asset(
+        name=f"{plan.name}__raw_catalog",
+        outs=outs,
+        partitions_def=plan.partitions,
+        can_subset=True,
+        pool=plan.pool,
+    )
+    def _catalog(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
+        database = context.partition_key
+        source = plan.source
+        selected = [d for d in PER_DATABASE if plan.raw_key(d) in context.selected_asset_keys]
+        with user_errors(context, source.retries):
+            params = source.catalog_filter.sql_params()
+            with contextlib.ExitStack() as connections:
+                connect = plan.connector.connect
+                conn = connections.enter_context(contextlib.closing(connect(database)))
+                helper = None
+                if COLUMNS in selected and source.connections_per_database == 2:
+                    helper = connections.enter_context(contextlib.closing(connect(database)))
+                server_version = conn.info.parameter_status("server_version")
+                snapshot = read_catalog(
+                    conn, [*selected, FINGERPRINT], params, helper=helper, on_helper=COLUMNS
+                )
+        with snapshot:
+            (row,) = snapshot.results[FINGERPRINT.name].read_all().to_pylist()
+            context.log.info(
+                f"read {database!r} in {snapshot.seconds:.2f}s with {snapshot.statements} "
+                f"statements; {row['relation_count']} relations"
+            )
+            for d in selected:
+                result = snapshot.results[d.name]
+                yield dg.Output(
+                    result,
+                    output_name=d.name,
+                    metadata={
+                        "query_seconds": round(result.seconds, 3),
+                        "statements_per_database": snapshot.statements,
+                        "catalog_fingerprint": row["fingerprint"],
+                        "server_version": server_version,
+                    },
+                )
 
-_ENTITY = {
-    "group_name": ENTITY_GROUP,
-    "kinds": {"atlan", "json"},
-    "partitions_def": database_partitions,
-}
+    return _catalog
 
 
 def checked_entities(
+    plan: SourcePlan,
     type_name: str,
     entities: Callable[[], Iterable[dict[str, Any]]],
     referenced: dict[str, JsonLinesFile],
@@ -180,46 +196,46 @@ def checked_entities(
     scanner = C.scanner(type_name, known)
     yield dg.Output(Entities(type_name, scanner.watch(entities())), metadata=metadata)
     found = scanner.finish(entities)
-    yield from C.check_results(type_name, found, C.expected_count(type_name, raw))
+    expected = C.expected_count(type_name, raw)
+    yield from C.check_results(plan.entity_key(type_name), type_name, found, expected)
 
 
-@dg.asset(
-    key=ENTITY_KEYS[E.DATABASE],
-    ins={
-        "databases": dg.AssetIn(raw_key(DATABASES)),
-        "schemas": dg.AssetIn(raw_key(SCHEMAS)),
-    },
-    description="The Atlan Database entity of this partition's database (JSON Lines).",
-    check_specs=C.check_specs(E.DATABASE),
-    **_ENTITY,
-)
-def database_entity(
-    context: dg.AssetExecutionContext,
-    catalog: CatalogSettings,
-    databases: ParquetFile,
-    schemas: ParquetFile,
-) -> Iterator[dg.Output | dg.AssetCheckResult]:
-    name = context.partition_key
-    with user_errors():
-        ctx = atlan_context(context, catalog)
-        rows = [r for r in databases.rows() if r["database_name"] == name]
-        if not rows:
-            raise OutputError(
-                f"database {name!r} is not in the latest raw/databases output; "
-                "materialize raw/databases first"
-            )
-    entity = E.database_entity(rows[0], schemas.num_rows, ctx)
-    yield from checked_entities(E.DATABASE, lambda: [entity], {}, None)
+def _entity_args(plan: SourcePlan, type_name: str) -> dict[str, Any]:
+    path = ENTITY_PATHS[type_name]
+    return {
+        **spec_args(plan.specs[path], path),
+        "io_manager_key": plan.io_manager_key,
+        "partitions_def": plan.partitions,
+        "check_specs": C.check_specs(plan, type_name),
+    }
 
 
-def entity_schema(type_name: str) -> dg.TableSchema:
-    """The entity attributes computed from raw columns, as Dagster table schema metadata."""
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(f"attributes.{attr}", "json", description=f"from {', '.join(cols)}")
-            for attr, cols in E.ATTRIBUTE_SOURCES[type_name].items()
-        ]
+def database_entity_asset(plan: SourcePlan) -> dg.AssetsDefinition:
+    """The Atlan Database entity of a partition's database."""
+
+    @dg.asset(
+        ins={
+            "databases": dg.AssetIn(plan.raw_key(DATABASES)),
+            "schemas": dg.AssetIn(plan.raw_key(SCHEMAS)),
+        },
+        **_entity_args(plan, E.DATABASE),
     )
+    def _database(
+        context: dg.AssetExecutionContext, databases: ParquetFile, schemas: ParquetFile
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        name = context.partition_key
+        with user_errors():
+            ctx = atlan_context(context, plan)
+            rows = [r for r in databases.rows() if r["database_name"] == name]
+            if not rows:
+                raise OutputError(
+                    f"database {name!r} is not in the latest raw/databases output of source "
+                    f"{plan.name!r}; materialize {plan.raw_key(DATABASES).to_user_string()} first"
+                )
+        entity = E.database_entity(rows[0], schemas.num_rows, ctx)
+        yield from checked_entities(plan, E.DATABASE, lambda: [entity], {}, None)
+
+    return _database
 
 
 def column_lineage(type_name: str, source: dg.AssetKey) -> dg.TableColumnLineage:
@@ -233,6 +249,7 @@ def column_lineage(type_name: str, source: dg.AssetKey) -> dg.TableColumnLineage
 
 
 def entity_asset(
+    plan: SourcePlan,
     type_name: str,
     dataset: Dataset,
     to_entities: Callable[[ParquetFile, E.AtlanContext], Iterable[dict[str, Any]]],
@@ -240,31 +257,23 @@ def entity_asset(
     """The asset of one Atlan typeName, transformed from one raw dataset and checked while
     written against the entities its references point at."""
     referenced = {
-        name: dg.AssetIn(ENTITY_KEYS[t]) for name, t in C.referenced_inputs(type_name).items()
+        name: dg.AssetIn(plan.entity_key(t)) for name, t in C.referenced_inputs(type_name).items()
     }
+    raw_key = plan.raw_key(dataset)
 
-    @dg.asset(
-        key=ENTITY_KEYS[type_name],
-        ins={"raw": dg.AssetIn(raw_key(dataset)), **referenced},
-        description=f"Atlan {type_name} entities of one database (JSON Lines).",
-        metadata={"dagster/column_schema": entity_schema(type_name)},
-        check_specs=C.check_specs(type_name),
-        **_ENTITY,
-    )
+    @dg.asset(ins={"raw": dg.AssetIn(raw_key), **referenced}, **_entity_args(plan, type_name))
     def _entities(
-        context: dg.AssetExecutionContext,
-        catalog: CatalogSettings,
-        raw: ParquetFile,
-        **referenced_entities: JsonLinesFile,
+        context: dg.AssetExecutionContext, raw: ParquetFile, **referenced_entities: JsonLinesFile
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         with user_errors():
-            ctx = atlan_context(context, catalog)
+            ctx = atlan_context(context, plan)
         yield from checked_entities(
+            plan,
             type_name,
             lambda: to_entities(raw, ctx),
             referenced_entities,
             raw,
-            metadata={"dagster/column_lineage": column_lineage(type_name, raw_key(dataset))},
+            metadata={"dagster/column_lineage": column_lineage(type_name, raw_key)},
         )
 
     return _entities
@@ -286,11 +295,19 @@ def _relations_of(type_name: str):
     return lambda raw, ctx: E.relation_entities(raw.rows(where=where), ctx, type_name)
 
 
-schema_entities = entity_asset(
-    E.SCHEMA, SCHEMAS, lambda raw, ctx: (E.schema_entity(row, ctx) for row in raw.rows())
-)
-relation_assets = [entity_asset(t, TABLES, _relations_of(t)) for t in E.RELATION_TYPES]
-column_entities = entity_asset(
-    E.COLUMN, COLUMNS, lambda raw, ctx: E.column_entities_from_batches(raw.batches(), ctx)
-)
-entity_assets = [database_entity, schema_entities, *relation_assets, column_entities]
+def _schemas(raw: ParquetFile, ctx: E.AtlanContext) -> Iterator[dict[str, Any]]:
+    return (E.schema_entity(row, ctx) for row in raw.rows())
+
+
+def _columns(raw: ParquetFile, ctx: E.AtlanContext) -> Iterator[dict[str, Any]]:
+    return E.column_entities_from_batches(raw.batches(), ctx)
+
+
+def entity_assets(plan: SourcePlan) -> list[dg.AssetsDefinition]:
+    """Every entity asset of a source."""
+    return [
+        database_entity_asset(plan),
+        entity_asset(plan, E.SCHEMA, SCHEMAS, _schemas),
+        *(entity_asset(plan, t, TABLES, _relations_of(t)) for t in E.RELATION_TYPES),
+        entity_asset(plan, E.COLUMN, COLUMNS, _columns),
+    ]

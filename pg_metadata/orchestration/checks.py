@@ -13,7 +13,7 @@ import dagster as dg
 from pg_metadata.atlan import entities as E
 from pg_metadata.atlan import validation as V
 from pg_metadata.catalog.datasets import COLUMNS, SCHEMAS, TABLES
-from pg_metadata.orchestration.keys import ENTITY_KEYS
+from pg_metadata.orchestration.plan import ENTITY_PATHS, SourcePlan
 from pg_metadata.output.formats import ParquetFile
 
 UNIQUE, REFERENCES, COUNTS, ONE_PARENT = (
@@ -42,7 +42,7 @@ DESCRIPTIONS = {
 
 def referenced_inputs(type_name: str) -> dict[str, str]:
     """Input name -> typeName of the other entity assets whose names a type's references use."""
-    return {ENTITY_KEYS[t].path[-1]: t for t in REFERENCED[type_name] if t != type_name}
+    return {ENTITY_PATHS[t].split("/")[1]: t for t in REFERENCED[type_name] if t != type_name}
 
 
 def scanner(type_name: str, known: dict[str, set[str]]) -> V.Scanner:
@@ -55,7 +55,7 @@ def scanner(type_name: str, known: dict[str, set[str]]) -> V.Scanner:
     )
 
 
-def check_specs(type_name: str) -> list[dg.AssetCheckSpec]:
+def check_specs(plan: SourcePlan, type_name: str) -> list[dg.AssetCheckSpec]:
     """The checks an entity asset declares."""
     names = [UNIQUE, COUNTS]
     if REFERENCED[type_name]:
@@ -64,7 +64,7 @@ def check_specs(type_name: str) -> list[dg.AssetCheckSpec]:
         names.append(ONE_PARENT)
     return [
         dg.AssetCheckSpec(
-            n, asset=ENTITY_KEYS[type_name], blocking=True, description=DESCRIPTIONS[n]
+            n, asset=plan.entity_key(type_name), blocking=True, description=DESCRIPTIONS[n]
         )
         for n in names
     ]
@@ -79,12 +79,12 @@ def expected_count(type_name: str, raw: ParquetFile | None) -> int:
     return V.expected_count(type_name, raw.rows(["is_partition", "table_kind"]))
 
 
-def _result(type_name: str, name: str, finding: V.Finding, **extra) -> dg.AssetCheckResult:
+def _result(key: dg.AssetKey, name: str, finding: V.Finding, **extra) -> dg.AssetCheckResult:
     metadata = {"problems": finding.problems, **extra}
     if finding.examples:
         metadata["examples"] = dg.MetadataValue.md("\n".join(f"- `{e}`" for e in finding.examples))
     return dg.AssetCheckResult(
-        asset_key=ENTITY_KEYS[type_name],
+        asset_key=key,
         check_name=name,
         passed=finding.passed,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -92,14 +92,16 @@ def _result(type_name: str, name: str, finding: V.Finding, **extra) -> dg.AssetC
     )
 
 
-def check_results(type_name: str, found: V.Scan, expected: int) -> Iterator[dg.AssetCheckResult]:
-    """The results of every check of one entity asset."""
-    yield _result(type_name, UNIQUE, found.duplicates)
+def check_results(
+    key: dg.AssetKey, type_name: str, found: V.Scan, expected: int
+) -> Iterator[dg.AssetCheckResult]:
+    """The results of every check of one entity asset (whose key is `key`)."""
+    yield _result(key, UNIQUE, found.duplicates)
     if REFERENCED[type_name]:
-        yield _result(type_name, REFERENCES, found.references)
+        yield _result(key, REFERENCES, found.references)
     counts = V.Finding()
     if found.count != expected:
         counts.add(f"{found.count} {type_name} entities, raw rows call for {expected}")
-    yield _result(type_name, COUNTS, counts, entities=found.count, expected=expected)
+    yield _result(key, COUNTS, counts, entities=found.count, expected=expected)
     if type_name == E.COLUMN:
-        yield _result(type_name, ONE_PARENT, found.parents)
+        yield _result(key, ONE_PARENT, found.parents)

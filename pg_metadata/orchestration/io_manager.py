@@ -1,6 +1,7 @@
 """The IO manager: raw datasets as Parquet, entities as JSON Lines, under a run-scoped prefix.
 
-Layout under the target: ``runs/<run_id>/<asset key path>[/<database>].<ext>``. Each output is
+Layout under ``<target>/<source>/``: ``runs/<run_id>/<path>[/<database>].<ext>``, where the path is
+the asset's stable path (``raw/tables``, ``atlan/column``), whatever its key. Each output is
 staged locally and published whole. Its URI and row count are recorded in the materialization,
 and loading an input looks up the latest materialization of that asset (and partition), so
 downstream assets load upstream files written by the same run or by any earlier run.
@@ -16,6 +17,7 @@ import pyarrow as pa
 
 from pg_metadata.errors import OutputError
 from pg_metadata.orchestration.history import latest_materialization
+from pg_metadata.orchestration.plan import PATH_METADATA
 from pg_metadata.orchestration.resources import OutputTarget
 from pg_metadata.output.formats import (
     Entities,
@@ -28,9 +30,9 @@ from pg_metadata.output.formats import (
 from pg_metadata.output.storage import encode_segment
 
 
-def output_key(run_id: str, asset_path: list[str], partition: str | None, ext: str) -> str:
-    """Object key of one output file."""
-    stem = "/".join(encode_segment(p) for p in asset_path)
+def output_key(run_id: str, path: str, partition: str | None, ext: str) -> str:
+    """Object key of one output file, e.g. runs/<run>/raw/tables/shop.parquet."""
+    stem = "/".join(encode_segment(p) for p in path.split("/"))
     if partition is not None:
         stem = f"{stem}/{encode_segment(partition)}"
     return f"runs/{run_id}/{stem}{ext}"
@@ -61,7 +63,7 @@ def preview_markdown(entities: list[dict[str, Any]]) -> str:
 
 
 class CatalogIOManager(dg.ConfigurableIOManager):
-    """Writes raw Arrow data as Parquet and entity streams as JSON Lines to the output target."""
+    """Writes a source's raw Arrow data as Parquet and entity streams as JSON Lines."""
 
     output: OutputTarget
 
@@ -77,8 +79,9 @@ class CatalogIOManager(dg.ConfigurableIOManager):
         else:
             source = TableSource(obj) if isinstance(obj, pa.Table) else obj
             ext, writer = ".parquet", lambda p: write_parquet(source, p)
-        key = output_key(context.run_id, list(context.asset_key.path), partition, ext)
-        staging = store.staging_dir() / f"{context.run_id}-{'.'.join(context.asset_key.path)}.part"
+        path = str(context.definition_metadata[PATH_METADATA])
+        key = output_key(context.run_id, path, partition, ext)
+        staging = store.staging_dir() / f"{context.run_id}-{path.replace('/', '.')}.part"
         try:
             rows = writer(staging)
             size = staging.stat().st_size

@@ -1,8 +1,8 @@
 """The manifest: written last, it lists every file of a database's complete output.
 
-``runs/<run_id>/manifest/<database>.json`` is written by each run that completes, then
-``latest/<database>.json`` is replaced by the same document. A run that fails never gets here,
-so ``latest/`` always points at a complete output.
+``<source>/runs/<run_id>/manifest/<database>.json`` is written by each run that completes, then
+``<source>/latest/<database>.json`` is replaced by the same document. A run that fails never
+gets here, so ``latest/`` always points at a complete output.
 """
 
 import datetime as dt
@@ -11,29 +11,37 @@ from typing import Any
 
 import dagster as dg
 
-from pg_metadata.catalog.datasets import DATABASES, PER_DATABASE
+from pg_metadata.catalog.datasets import DATABASES
 from pg_metadata.errors import OutputError
+from pg_metadata.orchestration.assets import spec_args
 from pg_metadata.orchestration.history import latest_materialization
-from pg_metadata.orchestration.keys import ENTITY_KEYS, raw_key
-from pg_metadata.orchestration.partitions import database_partitions
+from pg_metadata.orchestration.plan import (
+    ENTITY_PATHS,
+    MANIFEST_PATH,
+    RAW_PATHS,
+    SourcePlan,
+)
 from pg_metadata.orchestration.resources import OutputTarget
 from pg_metadata.output.storage import encode_segment
 
-MANIFEST_KEY = dg.AssetKey(["output", "manifest"])
-MANIFEST_FORMAT = "pg_metadata.orchestration.manifest/1"
-PER_DATABASE_KEYS = [raw_key(d) for d in PER_DATABASE] + list(ENTITY_KEYS.values())
+MANIFEST_FORMAT = "pg_metadata.manifest/2"
+PER_DATABASE_PATHS = [p for n, p in RAW_PATHS.items() if n != DATABASES.name] + list(
+    ENTITY_PATHS.values()
+)
 
 
 def latest_file(
-    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None
+    instance: dg.DagsterInstance, plan: SourcePlan, path: str, partition: str | None
 ) -> dict[str, Any]:
     """The file of the latest materialization of an asset (partition)."""
+    key = plan.key(path)
     latest = latest_materialization(instance, key, partition)
     if latest is None or "uri" not in latest[0].metadata:
         where = key.to_user_string() + (f" [{partition}]" if partition else "")
         raise OutputError(f"{where} has no output yet; materialize it before the manifest")
     meta, run_id = latest[0].metadata, latest[1]
     return {
+        "path": path,
         "asset": key.to_user_string(),
         "uri": str(meta["uri"].value),
         "rows": int(meta["dagster/row_count"].value),
@@ -42,48 +50,52 @@ def latest_file(
     }
 
 
-def build_manifest(instance: dg.DagsterInstance, database: str, run_id: str) -> dict[str, Any]:
-    """The manifest document for one database."""
-    files = [latest_file(instance, raw_key(DATABASES), None)]
-    files += [latest_file(instance, key, database) for key in PER_DATABASE_KEYS]
+def build_manifest(
+    instance: dg.DagsterInstance, plan: SourcePlan, database: str, run_id: str
+) -> dict[str, Any]:
+    """The manifest document for one database of a source."""
+    files = [latest_file(instance, plan, RAW_PATHS[DATABASES.name], None)]
+    files += [latest_file(instance, plan, path, database) for path in PER_DATABASE_PATHS]
+    rows = {f["path"]: f["rows"] for f in files}
     return {
         "format": MANIFEST_FORMAT,
+        "source": plan.name,
         "database": database,
         "run_id": run_id,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "files": files,
-        "entities": {
-            type_name: next(f["rows"] for f in files if f["asset"] == key.to_user_string())
-            for type_name, key in ENTITY_KEYS.items()
-        },
+        "entities": {t: rows[p] for t, p in ENTITY_PATHS.items()},
     }
 
 
-@dg.asset(
-    key=MANIFEST_KEY,
-    deps=[raw_key(DATABASES), *PER_DATABASE_KEYS],
-    partitions_def=database_partitions,
-    group_name="output",
-    kinds={"json"},
-    description="Lists every file of this database's latest complete output with its row "
-    "count; written last, then copied to latest/<database>.json.",
-)
-def manifest(context: dg.AssetExecutionContext, output: OutputTarget) -> dg.MaterializeResult:
-    database = context.partition_key
-    try:
-        doc = build_manifest(context.instance, database, context.run.run_id)
-        data = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")
-        store = output.store()
-        segment = encode_segment(database)
-        uri = store.publish_bytes(data, f"runs/{context.run.run_id}/manifest/{segment}.json")
-        latest = store.publish_bytes(data, f"latest/{segment}.json")
-    except OutputError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
-    return dg.MaterializeResult(
-        metadata={
-            "uri": dg.MetadataValue.path(uri),
-            "latest": dg.MetadataValue.path(latest),
-            "dagster/row_count": len(doc["files"]),
-            "entities": dg.MetadataValue.json(doc["entities"]),
-        }
+def manifest_asset(plan: SourcePlan) -> dg.AssetsDefinition:
+    """The manifest asset of a source: depends on every other asset, written last."""
+
+    @dg.asset(
+        **spec_args(plan.specs[MANIFEST_PATH], MANIFEST_PATH),
+        deps=[plan.key(p) for p in (RAW_PATHS[DATABASES.name], *PER_DATABASE_PATHS)],
+        partitions_def=plan.partitions,
+        required_resource_keys={plan.io_manager_key},
     )
+    def _manifest(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        database = context.partition_key
+        output: OutputTarget = getattr(context.resources, plan.io_manager_key).output
+        try:
+            doc = build_manifest(context.instance, plan, database, context.run.run_id)
+            data = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")
+            store = output.store()
+            segment = encode_segment(database)
+            uri = store.publish_bytes(data, f"runs/{context.run.run_id}/manifest/{segment}.json")
+            latest = store.publish_bytes(data, f"latest/{segment}.json")
+        except OutputError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        return dg.MaterializeResult(
+            metadata={
+                "uri": dg.MetadataValue.path(uri),
+                "latest": dg.MetadataValue.path(latest),
+                "dagster/row_count": len(doc["files"]),
+                "entities": dg.MetadataValue.json(doc["entities"]),
+            }
+        )
+
+    return _manifest

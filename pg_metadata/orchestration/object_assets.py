@@ -1,9 +1,9 @@
 """Browse the Postgres objects themselves in the Dagster UI: tables and views as external assets.
 
-Built when the code location loads, from the latest complete output (the `latest/` manifests and
-their raw `tables` Parquet), never by querying the source: loading stays fast and does not need
-the database. Views depend on the relations they read (from pg_depend), so the asset graph shows
-view -> table lineage. Opt-in (PG_METADATA_BROWSE_OBJECTS=1) and capped
+Built when the code location loads, from each source's latest complete output (the `latest/`
+manifests and their raw `tables` Parquet), never by querying the source: loading stays fast and
+does not need the database. Views depend on the relations they read (from pg_depend), so the
+asset graph shows view -> table lineage. Opt-in (PG_METADATA_BROWSE_OBJECTS=1) and capped
 (PG_METADATA_BROWSE_MAX, default 5000 objects) because a huge catalog makes a huge graph.
 Partitions are left out: they are shown through their partitioned table.
 """
@@ -34,14 +34,15 @@ COLUMNS = [
 KINDS = {"r": "table", "p": "table", "f": "table", "v": "view", "m": "view"}
 
 
-def object_key(database: str, schema: str, relation: str) -> dg.AssetKey:
-    """Asset key of a Postgres relation: postgres/<db>/<schema>/<relation>, `/` encoded."""
-    return dg.AssetKey(["postgres", qn_segment(database), qn_segment(schema), qn_segment(relation)])
+def object_key(source: str, database: str, schema: str, relation: str) -> dg.AssetKey:
+    """Asset key of a relation: <source>/postgres/<db>/<schema>/<relation>, `/` encoded."""
+    parts = [qn_segment(database), qn_segment(schema), qn_segment(relation)]
+    return dg.AssetKey([source, "postgres", *parts])
 
 
-def group_name(database: str) -> str:
-    """A valid Dagster group name for a database."""
-    return "pg_" + (re.sub(r"[^A-Za-z0-9_]", "_", database) or "_")
+def group_name(source: str, database: str) -> str:
+    """A valid Dagster group name for a database of a source."""
+    return f"{source}_pg_" + (re.sub(r"[^A-Za-z0-9_]", "_", database) or "_")
 
 
 def latest_manifests(store: ObjectStore) -> list[dict[str, Any]]:
@@ -54,12 +55,12 @@ def latest_manifests(store: ObjectStore) -> list[dict[str, Any]]:
     return sorted(out, key=lambda m: m["database"])
 
 
-def object_specs(store: ObjectStore, max_objects: int = 5000) -> list[dg.AssetSpec]:
-    """External asset specs for the tables and views in the latest output."""
+def object_specs(store: ObjectStore, source: str, max_objects: int = 5000) -> list[dg.AssetSpec]:
+    """External asset specs for the tables and views in a source's latest output."""
     specs: list[dg.AssetSpec] = []
     for manifest in latest_manifests(store):
         db = manifest["database"]
-        entry = next(f for f in manifest["files"] if f["asset"] == "raw/tables")
+        entry = next(f for f in manifest["files"] if f.get("path") == "raw/tables")
         table = pq.read_table(store.fetch(entry["uri"]), columns=COLUMNS)
         rows = [r for r in table.to_pylist() if not r["is_partition"]]
         known = {(r["schema_name"], r["table_name"]) for r in rows}
@@ -67,7 +68,7 @@ def object_specs(store: ObjectStore, max_objects: int = 5000) -> list[dg.AssetSp
             if len(specs) >= max_objects:
                 return specs
             deps = [
-                object_key(db, s, n)
+                object_key(source, db, s, n)
                 for s, n in json.loads(r["view_dependencies"] or "[]")
                 if (s, n) in known
             ]
@@ -80,10 +81,10 @@ def object_specs(store: ObjectStore, max_objects: int = 5000) -> list[dg.AssetSp
                 metadata["estimated_rows"] = r["row_count"]
             specs.append(
                 dg.AssetSpec(
-                    object_key(db, r["schema_name"], r["table_name"]),
+                    object_key(source, db, r["schema_name"], r["table_name"]),
                     deps=deps,
                     description=r["comment"],
-                    group_name=group_name(db),
+                    group_name=group_name(source, db),
                     kinds={"postgres", KINDS[r["table_kind"]]},
                     metadata=metadata,
                 )

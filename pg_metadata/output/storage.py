@@ -184,6 +184,21 @@ def parse_target(target: str) -> tuple[str, str, str]:
     return "local", target[7:] if target.startswith("file://") else target, ""
 
 
+def open_store(target: str, source: str = "", s3_client: Any = None) -> ObjectStore:
+    """The store for `<target>/<source>/`; `s3_client` is a callable returning a boto3 client."""
+    kind, location, prefix = parse_target(target)
+    sub = encode_segment(source) if source else ""
+    if kind == "s3":
+        if s3_client is None:
+            import boto3
+
+            def s3_client() -> Any:
+                return boto3.client("s3")
+
+        return S3Store(s3_client(), location, "/".join(p for p in (prefix, sub) if p))
+    return LocalStore(Path(location) / sub if sub else location)
+
+
 def _aws_reason(exc: Exception) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and "Error" in response:

@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import dagster as dg
 import pytest
 
-from pg_metadata.definitions import build_definitions
-from pg_metadata.orchestration.resources import CatalogSettings, OutputTarget, PostgresResource
+from pg_metadata.catalog.sources import Source
+from pg_metadata.orchestration.definitions import build_definitions
 from pg_metadata_tests.conftest import IAM_DB_USER
 from pg_metadata_tests.iam import REGION, SimulatedClock, secret_for
 from pg_metadata_tests.rds_proxy import RdsIamProxy
@@ -43,20 +43,16 @@ def files_text(root: Path) -> str:
     )
 
 
-def run_all(postgres: PostgresResource, instance, target: Path, raise_on_error=True):
-    defs = build_definitions(
-        postgres=postgres,
-        catalog=CatalogSettings(include_filter='{"^shop$": "*"}'),
-        output=OutputTarget(target=str(target)),
-    )
+def run_all(source: Source, instance, target: Path, raise_on_error=True):
+    defs = build_definitions([source], target=str(target))
     results = [
-        defs.resolve_job_def("discover_databases").execute_in_process(
+        defs.resolve_job_def(f"{source.name}__discover_databases").execute_in_process(
             instance=instance, raise_on_error=raise_on_error
         )
     ]
     if results[0].success:
         results.append(
-            defs.resolve_job_def("extract_database").execute_in_process(
+            defs.resolve_job_def(f"{source.name}__extract_database").execute_in_process(
                 instance=instance, partition_key="shop", raise_on_error=raise_on_error
             )
         )
@@ -94,8 +90,9 @@ def test_no_secret_anywhere(
         ) as proxy,
         dg.instance_for_test() as instance,
     ):
-        common = {"database": "postgres", "retries": 0}
-        iam = PostgresResource(
+        common = {"database": "postgres", "retries": 0, "include": '{"^shop$": "*"}'}
+        iam = Source(
+            "iam",
             host=proxy.host,
             port=proxy.port,
             user=IAM_DB_USER,
@@ -103,23 +100,26 @@ def test_no_secret_anywhere(
             aws_region=REGION,
             **common,
         )
-        basic = PostgresResource(
+        basic = Source(
+            "basic",
             host=pg_cluster.host,
             port=pg_cluster.port,
             user=BASIC_ROLE,
-            password=dg.EnvVar("PGM_TEST_PASSWORD"),
+            password_env="PGM_TEST_PASSWORD",
             sslmode="disable",
             **common,
         )
-        wrong = PostgresResource(
+        wrong = Source(
+            "wrong",
             host=pg_cluster.host,
             port=pg_cluster.port,
             user=BASIC_ROLE,
-            password=dg.EnvVar("PGM_TEST_WRONG_PASSWORD"),
+            password_env="PGM_TEST_WRONG_PASSWORD",
             sslmode="disable",
             **common,
         )
-        iam_bad_region = PostgresResource(
+        iam_bad_region = Source(
+            "iam_bad_region",
             host=proxy.host,
             port=proxy.port,
             user=IAM_DB_USER,

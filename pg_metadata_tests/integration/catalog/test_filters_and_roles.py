@@ -7,6 +7,7 @@ import json
 import dagster as dg
 import pytest
 
+from pg_metadata.errors import ConfigError
 from pg_metadata_tests.pipeline import run_pipeline
 
 pytestmark = pytest.mark.integration
@@ -75,8 +76,9 @@ def test_filter_text_is_data_not_sql(pg_cluster, catalog_db, tmp_path):
 
 
 def test_invalid_filter_fails_before_connecting(pg_cluster, tmp_path):
-    with dg.instance_for_test() as instance:
-        run = run_pipeline(
+    """A bad filter is refused when the source is built: no run, no connection, no file."""
+    with dg.instance_for_test() as instance, pytest.raises(ConfigError) as info:
+        run_pipeline(
             pg_cluster,
             instance,
             target=str(tmp_path),
@@ -85,12 +87,12 @@ def test_invalid_filter_fails_before_connecting(pg_cluster, tmp_path):
             user="nobody",
             password="wrong",
         )
-    assert not run.discover.success
-    failure = run.discover.get_step_failure_events()[0].step_failure_data
-    message = failure.user_failure_data.description
+    message = str(info.value)
     assert "include filter (PG_METADATA_INCLUDE)" in message and "(unclosed" in message
     assert "\n" not in message
-    assert not list(tmp_path.rglob("*.parquet"))
+    assert not list(tmp_path.rglob("*"))
+    sessions = pg_cluster.query("SELECT count(*) FROM pg_stat_activity WHERE usename = 'nobody'")
+    assert sessions == [(0,)]
 
 
 def test_catalog_only_role_sees_every_relation(pg_cluster, catalog_db, admin_shop, tmp_path):

@@ -101,7 +101,7 @@ def extract_shop(cluster, tmp_path, **kw) -> tuple[PipelineRun, list[str]]:
     raw_columns = next(
         e.step_materialization_data.materialization.metadata
         for e in run.runs["shop"].get_asset_materialization_events()
-        if e.asset_key == dg.AssetKey(["raw", "columns"])
+        if e.asset_key == dg.AssetKey(["default", "raw", "columns"])
     )
     assert raw_columns["statements_per_database"].value == len(sent)
     return run, sent
@@ -156,14 +156,16 @@ def test_a_failing_helper_query_fails_the_run_cleanly(pg_cluster, catalog_db, tm
     assert "permission denied for function format_type" in message
     assert "grant EXECUTE on that function" in message and "\n" not in message
     assert not result.get_asset_materialization_events()
-    assert not (tmp_path / "latest").exists()
+    assert not (tmp_path / "default" / "latest").exists()
     assert left == [(0,)]
 
 
 def test_session_settings(pg_cluster, catalog_db):
-    from pg_metadata.orchestration.resources import PostgresResource
+    from pg_metadata.catalog.connection import Connector
+    from pg_metadata.catalog.sources import Source
 
-    pg = PostgresResource(
+    source = Source(
+        "default",
         host=pg_cluster.host,
         port=pg_cluster.port,
         user=pg_cluster.admin_user,
@@ -171,7 +173,7 @@ def test_session_settings(pg_cluster, catalog_db):
         statement_timeout_ms=12345,
         lock_timeout_ms=678,
     )
-    conn = pg.connect("shop")
+    conn = Connector(source).connect("shop")
     try:
         cur = conn.cursor()
         cur.execute(

@@ -10,10 +10,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pg_metadata.definitions import build_definitions
+from pg_metadata.catalog.connection import Connector
+from pg_metadata.catalog.sources import Source
 from pg_metadata.demo.throwaway import OS_USER, ThrowawayServer
 from pg_metadata.errors import SourceConnectionError
-from pg_metadata.orchestration.resources import CatalogSettings, OutputTarget, PostgresResource
+from pg_metadata.orchestration.definitions import build_definitions
 from pg_metadata_tests.tls import make_ca, make_server_cert
 
 pytestmark = pytest.mark.integration
@@ -47,8 +48,13 @@ def tls_server():
         shutil.rmtree(certs, ignore_errors=True)
 
 
-def resource(server: ThrowawayServer, **kw) -> PostgresResource:
-    return PostgresResource(
+def resource(server: ThrowawayServer, **kw) -> Connector:
+    return Connector(source(server, **kw))
+
+
+def source(server: ThrowawayServer, **kw) -> Source:
+    return Source(
+        "tls",
         host="127.0.0.1",
         port=server.port,
         user="tls_admin",
@@ -60,17 +66,16 @@ def resource(server: ThrowawayServer, **kw) -> PostgresResource:
 
 def test_verify_full_with_the_right_ca(tls_server, tmp_path):
     server, ca, _ = tls_server
-    pg = resource(server, sslmode="verify-full", sslrootcert=str(ca))
-    conn = pg.connect()
+    tls = source(server, sslmode="verify-full", sslrootcert=str(ca))
+    conn = Connector(tls).connect()
     try:
         assert conn.info.ssl_in_use
     finally:
         conn.close()
-    defs = build_definitions(
-        postgres=pg, catalog=CatalogSettings(), output=OutputTarget(target=str(tmp_path))
-    )
+    defs = build_definitions([tls], target=str(tmp_path))
     with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def("discover_databases").execute_in_process(instance=instance)
+        job = defs.resolve_job_def("tls__discover_databases")
+        result = job.execute_in_process(instance=instance)
     assert result.success
 
 

@@ -42,7 +42,9 @@ def test_extract_to_default_folder(env, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "2/2 database(s)" in result.stdout
     assert "shop: 1 Database, 7 Schema, 16 Table, 7 TablePartition, 3 View" in result.stdout
-    manifest = json.loads((tmp_path / "pg_metadata_output" / "latest" / "shop.json").read_text())
+    manifest = json.loads(
+        (tmp_path / "pg_metadata_output" / "default" / "latest" / "shop.json").read_text()
+    )
     assert manifest["entities"]["Table"] == 16
     assert "Traceback" not in result.stderr and "DEBUG" not in result.stderr
 

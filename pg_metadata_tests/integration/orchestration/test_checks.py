@@ -50,7 +50,7 @@ def test_each_check_catches_its_corruption_while_writing(
     checks = {
         e.check_name: e
         for e in result.get_asset_check_evaluations()
-        if e.asset_key == dg.AssetKey(["atlan", "column"])
+        if e.asset_key == dg.AssetKey(["default", "atlan", "column"])
     }
     assert {name: e.passed for name, e in checks.items()} == {
         "unique_qualified_names": False,  # the first column twice
@@ -62,7 +62,7 @@ def test_each_check_catches_its_corruption_while_writing(
     assert metadata["problems"].value == 1 and "-missing" in metadata["examples"].value
     assert checks["unique_qualified_names"].metadata["problems"].value == 1
     assert not result.success
-    assert not (tmp_path / "latest").exists()  # the manifest never ran
+    assert not (tmp_path / "default" / "latest").exists()  # the manifest never ran
 
 
 def test_failed_blocking_check_stops_the_manifest(pg_cluster, catalog_db, tmp_path, monkeypatch):
@@ -90,5 +90,6 @@ def test_failed_blocking_check_stops_the_manifest(pg_cluster, catalog_db, tmp_pa
     failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
     assert failed == {"references_resolve"}
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert "atlan/schema" in materialized and "output/manifest" not in materialized
-    assert not (tmp_path / "latest").exists()
+    assert "default/atlan/schema" in materialized
+    assert "default/output/manifest" not in materialized
+    assert not (tmp_path / "default" / "latest").exists()

@@ -220,7 +220,7 @@ def test_entities_carry_run_and_connection(shop, full_run):
         a = e["attributes"]
         assert a["lastSyncRun"] == run_id and a["connectionName"] == "prod-pg"
         assert a["connectionQualifiedName"] == C and a["connectorName"] == "postgres"
-        assert a["lastSyncWorkflowName"] == "extract_database"
+        assert a["lastSyncWorkflowName"] == "default__extract_database"
 
 
 def test_integrity_checks_ran_and_passed(full_run):
@@ -237,17 +237,17 @@ def test_materialization_metadata_a_user_looks_at(full_run):
         e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
         for e in result.get_asset_materialization_events()
     }
-    column = by_key["atlan/column"]
+    column = by_key["default/atlan/column"]
     assert column["dagster/row_count"].value == full_run.manifest("shop")["entities"]["Column"]
     assert "| Column |" in column["preview"].value
     lineage = column["dagster/column_lineage"].value
     assert [d.column_name for d in lineage.deps_by_column["attributes.dataType"]] == ["data_type"]
-    tables = by_key["raw/tables"]
+    tables = by_key["default/raw/tables"]
     assert tables["server_version"].value.startswith(("15", "16", "17", "18", "14"))
     assert len(tables["catalog_fingerprint"].value) == 32
     assert tables["statements_per_database"].value == 10  # 2 connections, one snapshot
     assert str(tables["uri"].value).endswith("/raw/tables/shop.parquet")
-    manifest = by_key["output/manifest"]
+    manifest = by_key["default/output/manifest"]
     assert manifest["entities"].value["Table"] == 16
     assert str(manifest["latest"].value).endswith("latest/shop.json")
 
@@ -256,34 +256,35 @@ def test_asset_definitions_explain_themselves():
     from pg_metadata.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    raw_tables = graph.get(dg.AssetKey(["raw", "tables"]))
-    assert raw_tables.group_name == "postgres_catalog" and raw_tables.kinds >= {"postgres"}
+    raw_tables = graph.get(dg.AssetKey(["default", "raw", "tables"]))
+    assert raw_tables.group_name == "default" and raw_tables.kinds >= {"postgres"}
     schema = raw_tables.metadata["dagster/column_schema"]
     assert "view_dependencies" in [c.name for c in schema.columns]
-    column = graph.get(dg.AssetKey(["atlan", "column"]))
-    assert column.group_name == "atlan_entities" and "atlan" in column.kinds
-    assert dg.AssetKey(["raw", "columns"]) in column.parent_keys
+    column = graph.get(dg.AssetKey(["default", "atlan", "column"]))
+    assert column.group_name == "default" and "atlan" in column.kinds
+    assert dg.AssetKey(["default", "raw", "columns"]) in column.parent_keys
     assert column.description and raw_tables.description
 
 
 def test_postgres_objects_browsable_as_external_assets(full_run, monkeypatch):
-    from pg_metadata.definitions import build_definitions
+    from pg_metadata.orchestration.definitions import build_definitions
+
+    def graph(browse: bool):
+        defs = build_definitions([full_run.source], target=full_run.target, browse=browse)
+        return defs.resolve_asset_graph()
+
+    def pg(*path: str) -> dg.AssetKey:
+        return dg.AssetKey(["default", "postgres", *path])
 
     monkeypatch.setenv("PG_METADATA_BROWSE_MAX", "5000")
-    graph = build_definitions(output=full_run.output, browse=True).resolve_asset_graph()
-    objects = {k for k in graph.get_all_asset_keys() if k.path[0] == "postgres"}
-    top = graph.get(dg.AssetKey(["postgres", "shop", "sales", "top_customers"]))
+    browsed = graph(True)
+    objects = {k for k in browsed.get_all_asset_keys() if k.path[1] == "postgres"}
+    top = browsed.get(pg("shop", "sales", "top_customers"))
     assert top.is_external and not top.is_materializable
-    assert dg.AssetKey(["postgres", "shop", "sales", "order_totals"]) in top.parent_keys
-    assert top.kinds == {"postgres", "view"} and top.group_name == "pg_shop"
-    assert dg.AssetKey(["postgres", "shop", "Mixed Case", "Order Lines"]) in objects
+    assert pg("shop", "sales", "order_totals") in top.parent_keys
+    assert top.kinds == {"postgres", "view"} and top.group_name == "default_pg_shop"
+    assert pg("shop", "Mixed Case", "Order Lines") in objects
     assert not any("measurements_2024" in k.path[-1] for k in objects)  # partitions folded
-    odd = [k for k in objects if k.path[1].startswith("Odd")]
-    assert odd == [dg.AssetKey(["postgres", 'Odd "DB".name%2Fx', "public", "t"])]
-    assert not [
-        k
-        for k in build_definitions(output=full_run.output, browse=False)
-        .resolve_asset_graph()
-        .get_all_asset_keys()
-        if k.path[0] == "postgres"
-    ]
+    odd = [k for k in objects if k.path[2].startswith("Odd")]
+    assert odd == [pg('Odd "DB".name%2Fx', "public", "t")]
+    assert not [k for k in graph(False).get_all_asset_keys() if k.path[1] == "postgres"]

@@ -26,8 +26,6 @@ from dagster_postgres import (
 )
 from psycopg2 import sql as pgsql
 
-from pg_metadata.orchestration.assets import SOURCE_POOL
-from pg_metadata.orchestration.partitions import DATABASE_PARTITIONS_NAME
 from pg_metadata_tests.conftest import CatalogDb, PgCluster
 from pg_metadata_tests.pipeline import run_pipeline
 
@@ -38,7 +36,9 @@ STORAGE_DB = "dagster_storage"
 # Dagster's storage gets its own role (owner of its database only), as in production.
 STORAGE_USER = "dagster_storage_owner"
 STORAGE_PASSWORD = "storage-secret-5b1e9"
-TABLES_KEY = dg.AssetKey(["raw", "tables"])
+TABLES_KEY = dg.AssetKey(["default", "raw", "tables"])
+DATABASE_PARTITIONS_NAME = "default_databases"
+SOURCE_POOL = "pg_metadata/default"
 
 
 @pytest.fixture
@@ -105,7 +105,10 @@ def test_pipeline_on_production_instance(
     # Runs, partitions and materializations are rows of the PostgreSQL storage database.
     runs = storage_rows(pg_cluster, "SELECT run_id, pipeline_name, status FROM runs")
     assert sorted(runs) == sorted(
-        [(discover_id, "discover_databases", "SUCCESS"), (shop_id, "extract_database", "SUCCESS")]
+        [
+            (discover_id, "default__discover_databases", "SUCCESS"),
+            (shop_id, "default__extract_database", "SUCCESS"),
+        ]
     )
     partitions = storage_rows(
         pg_cluster,

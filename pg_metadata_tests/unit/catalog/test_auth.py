@@ -17,8 +17,8 @@ from pg_metadata.catalog.auth import (
     sign_rds_token,
 )
 from pg_metadata.catalog.settings import ConnectionSettings
+from pg_metadata.catalog.sources import Source
 from pg_metadata.errors import ConfigError
-from pg_metadata.orchestration.resources import PostgresResource
 
 CREDS = botocore.credentials.ReadOnlyCredentials("AKIDUNIT", "unit-secret", "unit-session")
 
@@ -160,12 +160,13 @@ def test_hook_signs_a_new_token_per_connection_at_the_current_time(monkeypatch):
 def test_iam_defaults_to_tls_require_and_basic_does_not(monkeypatch):
     for var in ("PGSSLMODE", "PG_METADATA_AUTH"):
         monkeypatch.delenv(var, raising=False)
-    assert PostgresResource(host="h").settings().sslmode is None
-    assert PostgresResource(host="h", auth="iam_user").settings().sslmode == "require"
-    verify = PostgresResource(host="h", auth="iam_role", sslmode="verify-full")
-    assert verify.settings().sslmode == "verify-full"
+    iam = {"host": "h", "user": "u", "aws_region": "eu-west-1"}
+    assert Source.from_env(host="h").connection_settings().sslmode is None
+    assert Source.from_env(auth="iam_user", **iam).connection_settings().sslmode == "require"
+    verify = Source.from_env(auth="iam_role", role_arn="arn:r", sslmode="verify-full", **iam)
+    assert verify.connection_settings().sslmode == "verify-full"
     monkeypatch.setenv("PGSSLMODE", "verify-ca")
-    assert PostgresResource(host="h", auth="iam_user").settings().sslmode == "verify-ca"
+    assert Source.from_env(auth="iam_user", **iam).connection_settings().sslmode == "verify-ca"
 
 
 def _token_key(token: str) -> str:

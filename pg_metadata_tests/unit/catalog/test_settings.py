@@ -179,13 +179,13 @@ def test_replace_returns_validated_copy() -> None:
 
 
 def test_query_connections_default_env_and_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pg_metadata.orchestration.resources import PostgresResource
+    from pg_metadata.catalog.sources import Source
 
     monkeypatch.delenv("PG_METADATA_QUERY_CONNECTIONS", raising=False)
-    assert PostgresResource().connections_per_database() == 2
+    assert Source.from_env().connections_per_database == 2
     monkeypatch.setenv("PG_METADATA_QUERY_CONNECTIONS", "1")
-    assert PostgresResource().connections_per_database() == 1
-    assert PostgresResource(query_connections=2).connections_per_database() == 2
+    assert Source.from_env().connections_per_database == 1
+    assert Source.from_env(query_connections=2).connections_per_database == 2
     monkeypatch.setenv("PG_METADATA_QUERY_CONNECTIONS", "8")
-    with pytest.raises(ConfigError, match=r"PG_METADATA_QUERY_CONNECTIONS\) must be 1 or 2"):
-        PostgresResource().validate()
+    with pytest.raises(ConfigError, match=r"query_connections 8 must be 1 or 2"):
+        Source.from_env()

@@ -1,0 +1,187 @@
+"""`pg-metadata extract`: run each source's pipeline headless, in-process, database by database."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from pg_metadata.catalog.sources import Source, load_sources_file, select_sources
+from pg_metadata.errors import ConfigError
+
+# options that describe the `default` source (no sources file)
+CONNECTION_OPTIONS = (
+    "host",
+    "port",
+    "user",
+    "database",
+    "sslmode",
+    "sslrootcert",
+    "auth",
+    "aws_region",
+    "aws_profile",
+    "role_arn",
+    "external_id",
+    "role_session_name",
+)
+
+
+@dataclass
+class DatabaseResult:
+    """Outcome of one database's run."""
+
+    database: str
+    ok: bool
+    entities: dict[str, int] = field(default_factory=dict)
+    latest: str = ""
+    error: str = ""
+
+
+@dataclass
+class SourceResult:
+    """Outcome of one source: its discovery and every database."""
+
+    source: Source
+    databases: list[DatabaseResult] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and all(d.ok for d in self.databases)
+
+
+def sources_from_args(args: argparse.Namespace) -> list[Source]:
+    """The selected sources: from --sources / PG_METADATA_SOURCES, else the `default` one."""
+    filters = {
+        "include": args.include,
+        "exclude": args.exclude,
+        "temp_table_regex": args.temp_table_regex,
+        "retries": args.retries,
+        "query_connections": args.query_connections,
+    }
+    filters = {k: v for k, v in filters.items() if v is not None}
+    if args.sources:
+        given = [f"--{o.replace('_', '-')}" for o in CONNECTION_OPTIONS if getattr(args, o)]
+        given += ["--connection-name"] * bool(args.connection_name)
+        given += ["--connection-qualified-name"] * bool(args.connection_qualified_name)
+        if given:
+            raise ConfigError(
+                f"{given[0]} describes the default source; with a sources file ({args.sources}) "
+                "set it in the file's entry instead"
+            )
+        sources = select_sources(load_sources_file(args.sources), args.source)
+        return [s.replace(**filters) for s in sources]
+    if args.source and args.source != ["default"]:
+        raise ConfigError(
+            f"--source {args.source[0]}: no sources file given (--sources FILE or "
+            "PG_METADATA_SOURCES); without one the only source is 'default'"
+        )
+    overrides: dict[str, Any] = {o: getattr(args, o) for o in CONNECTION_OPTIONS}
+    overrides["connection_name"] = args.connection_name
+    overrides["connection_qualified_name"] = args.connection_qualified_name
+    return [Source.from_env(os.environ, **overrides, **filters)]
+
+
+def extract(args: argparse.Namespace) -> int:
+    """Validate everything, then for each source discover its databases and run each one."""
+    from pg_metadata.output.storage import DEFAULT_TARGET, parse_target
+
+    sources = sources_from_args(args)
+    target = args.output or DEFAULT_TARGET
+    parse_target(target)
+    # Everything checkable without a connection has been checked; now pay for Dagster.
+    import dagster as dg
+
+    from pg_metadata.orchestration.definitions import build_definitions
+
+    defs = build_definitions(sources, target=target)
+    run_config = {} if args.verbose else _quiet_run_config()
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
+    instance = instance or dg.DagsterInstance.ephemeral()
+    results = [run_source(defs, instance, s, run_config) for s in sources]
+    for result in results:
+        _print_summary(result, _store_uri(target, result.source.name))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def run_source(defs: Any, instance: Any, source: Source, run_config: dict) -> SourceResult:
+    """Discovery, then one extraction run per database; a failing server fails only itself."""
+    from pg_metadata.orchestration.plan import SourcePlan
+    from pg_metadata.orchestration.translator import PostgresCatalogTranslator
+
+    plan = SourcePlan(source, PostgresCatalogTranslator().get_asset_spec)
+    result = SourceResult(source)
+    discover = defs.resolve_job_def(plan.discover_job_name).execute_in_process(
+        instance=instance, run_config=run_config, raise_on_error=False
+    )
+    if not discover.success:
+        result.error = failure_line(discover)
+        return result
+    names = list(instance.get_dynamic_partitions(plan.partitions.name))
+    if not names:
+        result.error = (
+            f"no database on {source.describe()} matches the filters (check the include/"
+            "exclude filters and the CONNECT privilege)"
+        )
+        return result
+    job = defs.resolve_job_def(plan.extract_job_name)
+    for name in names:
+        run = job.execute_in_process(
+            instance=instance, partition_key=name, run_config=run_config, raise_on_error=False
+        )
+        result.databases.append(_database_result(name, run))
+    return result
+
+
+def _store_uri(target: str, source: str) -> str:
+    from pg_metadata.output.storage import open_store
+
+    return open_store(target, source, s3_client=lambda: None).uri("")
+
+
+def _quiet_run_config() -> dict:
+    return {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def failure_line(result: Any) -> str:
+    """The one-line reason a run failed."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            if data.user_failure_data is not None and data.user_failure_data.description:
+                return data.user_failure_data.description
+            if data.error is not None:
+                return data.error.message.strip().splitlines()[-1]
+    return "the run failed; rerun with --verbose for Dagster's log"
+
+
+def _database_result(name: str, run: Any) -> DatabaseResult:
+    if not run.success:
+        return DatabaseResult(name, ok=False, error=failure_line(run))
+    metadata: dict[str, Any] = {}
+    for event in run.get_asset_materialization_events():
+        mat = event.step_materialization_data.materialization
+        if "entities" in mat.metadata and "latest" in mat.metadata:
+            metadata = mat.metadata
+    entities = metadata["entities"].value if "entities" in metadata else {}
+    latest = str(metadata["latest"].value) if "latest" in metadata else ""
+    return DatabaseResult(name, ok=True, entities=dict(entities), latest=latest)
+
+
+def _print_summary(result: SourceResult, target: str) -> None:
+    source = result.source
+    where = f"{source.name} ({source.describe()})"
+    if result.error:
+        print(f"pg-metadata: error: source {source.name!r}: {result.error}", file=sys.stderr)
+        return
+    ok = [r for r in result.databases if r.ok]
+    print(f"pg-metadata: {len(ok)}/{len(result.databases)} database(s) from {where} -> {target}")
+    for r in result.databases:
+        if r.ok:
+            counts = ", ".join(f"{n} {t}" for t, n in r.entities.items())
+            print(f"  {r.database}: {counts}")
+            print(f"    manifest: {r.latest}")
+        else:
+            print(f"  {r.database}: FAILED: {r.error}", file=sys.stderr)
