@@ -170,6 +170,21 @@ def pg_cluster() -> Iterator[PgCluster]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def pg_cluster2(pg_cluster: PgCluster) -> Iterator[PgCluster]:
+    """A second, independent throwaway server (another source of a fleet)."""
+    try:
+        server = ThrowawayServer(ADMIN_USER, ADMIN_PASSWORD, settings=CLUSTER_SETTINGS).start()
+    except PgMetadataError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield PgCluster(
+            server.host, server.port, ADMIN_USER, ADMIN_PASSWORD, server.log_path, server
+        )
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def pg_standby(pg_cluster: PgCluster, catalog_db) -> Iterator[PgCluster]:
     """A hot standby (read replica) of the throwaway cluster, holding the `shop` catalog."""

@@ -265,8 +265,8 @@ def source_from_mapping(
     for key, value in data.items():
         if value is None:
             continue
-        if key in _INT_FIELDS and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"{where}: {key} must be a whole number, got {value!r}")
+        if key in _INT_FIELDS:
+            value = _whole_number(value, f"{where}: {key}")
         if key in ("include", "exclude") and not isinstance(value, str | dict):
             raise ConfigError(f"{where}: {key} must be a mapping or a JSON string")
         text_key = key not in _INT_FIELDS and key not in ("include", "exclude")
@@ -277,6 +277,15 @@ def source_from_mapping(
         return Source(**values)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def _whole_number(value: Any, what: str) -> int:
+    """An int, or a string of digits (as `{{ env.PORT }}` templates resolve)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{what} must be a whole number, got {value!r}")
+    return value
 
 
 def check_fleet(sources: Sequence[Source], where: str) -> None:

@@ -18,8 +18,8 @@ One instance per source, in a `defs.yaml`:
 `source` takes the same keys as an entry of a sources file (`pg_metadata.catalog.sources`).
 """
 
-from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -36,12 +36,16 @@ from pg_metadata.orchestration.plan import CatalogAssetData
 from pg_metadata.orchestration.translator import PostgresCatalogTranslator
 
 
-class SourceModel(dg.Model):
-    """A source's keys, as in a sources file (plus `password` for `{{ env.X }}` templates)."""
+@dataclass
+class SourceAttributes(dg.Resolvable):
+    """A source's keys, as in a sources file (plus `password` for `{{ env.X }}` templates).
+
+    Numbers may be given as strings, so `port: "{{ env.PGPORT }}"` works.
+    """
 
     name: str
     host: str | None = None
-    port: int | None = None
+    port: int | str | None = None
     user: str | None = None
     database: str | None = None
     password_env: str | None = None
@@ -60,16 +64,16 @@ class SourceModel(dg.Model):
     connection_qualified_name: str | None = None
     connection_name: str | None = None
     tenant_id: str | None = None
-    max_connections: int | None = None
-    query_connections: int | None = None
-    retries: int | None = None
-    connect_timeout_s: int | None = None
-    statement_timeout_ms: int | None = None
-    lock_timeout_ms: int | None = None
+    max_connections: int | str | None = None
+    query_connections: int | str | None = None
+    retries: int | str | None = None
+    connect_timeout_s: int | str | None = None
+    statement_timeout_ms: int | str | None = None
+    lock_timeout_ms: int | str | None = None
     schedule: str | None = None
     schedule_timezone: str | None = None
-    discovery_interval_s: int | None = None
-    change_interval_s: int | None = None
+    discovery_interval_s: int | str | None = None
+    change_interval_s: int | str | None = None
 
 
 class ScaffoldParams(BaseModel):
@@ -128,7 +132,7 @@ class PostgresCatalogScaffolder(dg.Scaffolder[ScaffoldParams]):
 class PostgresCatalogComponent(dg.Component, dg.Resolvable):
     """One PostgreSQL server as Dagster assets: raw catalog, Atlan entities, manifest."""
 
-    source: SourceModel
+    source: SourceAttributes
     output: str | None = None
     translation: ResolvedTranslationFn[CatalogAssetData] = None
 
@@ -139,7 +143,7 @@ class PostgresCatalogComponent(dg.Component, dg.Resolvable):
 
     def source_config(self, where: str = "defs.yaml") -> Source:
         """The validated source; errors name the defs.yaml and the key."""
-        data = self.source.model_dump(exclude_none=True)
+        data = {k: v for k, v in dataclasses.asdict(self.source).items() if v is not None}
         return source_from_mapping(
             data, f"{where}, source {self.source.name!r}", allow_password=True
         )

@@ -87,3 +87,81 @@ def test_definitions_validate(tmp_path):
         env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def sources_file(tmp_path: Path, pg_cluster, extra: str = "", down_port: int | None = None) -> Path:
+    """Two sources on the test server (shop and crm), the first maybe pointed at a closed port."""
+    path = tmp_path / "sources.yaml"
+    path.write_text(
+        f"""\
+sources:
+  - name: shop_db
+    host: {pg_cluster.host}
+    port: {down_port or pg_cluster.port}
+    user: {pg_cluster.admin_user}
+    password_env: CLI_TEST_PASSWORD
+    sslmode: disable
+    include: {{"^shop$": "*"}}
+    connection_qualified_name: default/postgres/2000000001
+    retries: 0
+{extra}  - name: crm_db
+    host: {pg_cluster.host}
+    port: {pg_cluster.port}
+    user: {pg_cluster.admin_user}
+    password_env: CLI_TEST_PASSWORD
+    sslmode: disable
+    include: {{"^crm$": "*"}}
+    connection_qualified_name: default/postgres/2000000002
+    retries: 0
+"""
+    )
+    return path
+
+
+def test_extract_a_sources_file(env, pg_cluster, tmp_path):
+    env = {**env, "CLI_TEST_PASSWORD": pg_cluster.admin_password, "PGPASSWORD": "unused"}
+    path = sources_file(tmp_path, pg_cluster)
+    result = cli(["extract", "--sources", str(path)], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "1/1 database(s) from shop_db (" in result.stdout
+    assert "1/1 database(s) from crm_db (" in result.stdout
+    out = tmp_path / "pg_metadata_output"
+    shop = json.loads((out / "shop_db" / "latest" / "shop.json").read_text())
+    assert shop["source"] == "shop_db" and shop["entities"]["Table"] == 16
+    assert (out / "crm_db" / "latest" / "crm.json").exists()
+
+    (tmp_path / "x").mkdir()
+    only = cli(["extract", "--sources", str(path), "--source", "crm_db"], env, tmp_path / "x")
+    assert only.returncode == 0 and "crm_db" in only.stdout and "shop_db" not in only.stdout
+
+
+def test_one_server_down_fails_alone(env, pg_cluster, tmp_path):
+    env = {**env, "CLI_TEST_PASSWORD": pg_cluster.admin_password}
+    path = sources_file(tmp_path, pg_cluster, down_port=1)
+    result = cli(["extract", "--sources", str(path)], env, tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("pg-metadata: error: source 'shop_db': cannot connect to PostgreSQL")
+    assert "1/1 database(s) from crm_db" in result.stdout
+    assert (tmp_path / "pg_metadata_output" / "crm_db" / "latest" / "crm.json").exists()
+
+
+def test_sources_file_mistakes_are_one_line_before_connecting(env, pg_cluster, tmp_path):
+    path = sources_file(tmp_path, pg_cluster, extra="    hots: oops\n")
+    result = cli(["extract", "--sources", str(path)], env, tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"pg-metadata: error: sources file {path}, source 'shop_db': unknown key 'hots' "
+        "(did you mean 'host'?)"
+    ]
+    assert not (tmp_path / "pg_metadata_output").exists()
+    unknown = cli(
+        ["extract", "--sources", str(sources_file(tmp_path, pg_cluster)), "--source", "nope"],
+        env,
+        tmp_path,
+    )
+    assert unknown.returncode == 2 and "unknown source 'nope'" in unknown.stderr
+    mixed = cli(["extract", "--sources", str(path), "--host", "x"], env, tmp_path)
+    assert mixed.returncode == 2 and "--host describes the default source" in mixed.stderr

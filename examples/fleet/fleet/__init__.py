@@ -1,0 +1,1 @@
+"""An example fleet: two PostgreSQL servers declared as PostgresCatalogComponents."""
