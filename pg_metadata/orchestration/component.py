@@ -18,7 +18,6 @@ One instance per source, in a `defs.yaml`:
 `source` takes the same keys as an entry of a sources file (`pg_metadata.catalog.sources`).
 """
 
-
 import dataclasses
 import re
 from dataclasses import dataclass

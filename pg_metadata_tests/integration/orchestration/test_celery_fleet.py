@@ -5,9 +5,10 @@ The test starts everything itself on loopback: redis-server, two `dagster-celery
 workers (two processes each), one `dagster job execute` process per run. Every run uses the
 celery executor (PG_METADATA_EXECUTOR=celery), so each step is a celery task executed in a
 worker process; the run processes only orchestrate, and claim a slot of the source's pool
-before they submit a step that connects to the source. While all extraction runs of both
-sources go at once, a thread samples pg_stat_activity on both servers and records the peak
-sessions per source, which must never exceed the source's `max_connections`.
+before they submit a step that connects to the source. All extraction runs of both sources are
+launched at once and held at their pools (the test holds every slot) until every catalog step
+is queued; then all are let go together. Meanwhile a thread samples pg_stat_activity on both
+servers: a source's sessions must never exceed its `max_connections`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,17 +206,21 @@ def fleet(pg_cluster: PgCluster, pg_cluster2: PgCluster) -> Iterator[list[FleetS
 # --- processes ------------------------------------------------------------------------------
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether any live (non-zombie) process is in the process group."""
+def _group_members(pgid: int) -> set[int]:
+    """Pids of the live processes in a process group."""
+    pids = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
+        with contextlib.suppress(OSError):
             text = stat.read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()  # state, ppid, pgrp, ...
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+            fields = text[text.rindex(")") + 2 :].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                pids.add(int(stat.parent.name))
+    return pids
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any live process is left in the process group."""
+    return bool(_group_members(pgid))
 
 
 def _stop_group(proc: subprocess.Popen, grace_s: float = 20) -> None:
@@ -290,17 +295,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A throwaway redis-server on a loopback port, without persistence."""
+def _redis_server_binary() -> str:
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(binary).exists():
+        pytest.fail("redis-server not found: apt-get install redis-server", pytrace=False)
+    return binary
+
+
+@contextlib.contextmanager
+def redis_server(folder: Path) -> Iterator[str]:
+    """A throwaway redis-server on a loopback port, without persistence; yields its URL."""
     import redis
 
-    binary = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
-    )
-    if binary is None:
-        pytest.fail("redis-server not found: apt-get install redis-server", pytrace=False)
-    folder = tmp_path / "redis"
+    binary = _redis_server_binary()
     folder.mkdir()
     port = _free_port()
     with (folder / "redis.log").open("wb") as log:
@@ -377,15 +384,11 @@ class SessionPoller(threading.Thread):
 # --- reading what Dagster recorded --------------------------------------------------------------
 
 
-def _events(instance: dg.DagsterInstance, run_id: str) -> list[dg.EventLogEntry]:
-    return [e for e in instance.all_logs(run_id) if e.dagster_event is not None]
-
-
 def _max_overlap(intervals: list[tuple[float, float]]) -> int:
     """The most intervals open at one instant."""
     points = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
     peak = current = 0
-    for _, delta in points:  # ends sort before starts at the same instant
+    for _, delta in points:  # at the same instant an end sorts before a start
         current += delta
         peak = max(peak, current)
     return peak
@@ -397,44 +400,42 @@ class RunFacts:
 
     run_id: str
     database: str
+    run_pid: int  # the process that orchestrated the run
+    step_pids: dict[str, int]  # step key -> process that executed it
+    celery_steps: dict[str, str]  # step key -> celery worker that executed it
     succeeded_steps: set[str]
-    celery_steps: dict[str, str]  # step key -> celery worker hostname
     catalog_interval: tuple[float, float]  # STEP_START .. STEP_SUCCESS of the catalog step
-    run_start: float
-    catalog_submitted: float  # when the run process handed the catalog step to celery
 
 
 def _run_facts(instance: dg.DagsterInstance, run: dg.DagsterRun, source: str) -> RunFacts:
     catalog = CATALOG_STEP.format(source=source)
-    succeeded, celery = set(), {}
-    start = end = submitted = run_start = None
-    for entry in _events(instance, run.run_id):
-        event = entry.get_dagster_event()
-        kind = event.event_type
+    run_pid, step_pids, celery, succeeded = None, {}, {}, set()
+    start = end = None
+    for entry in instance.all_logs(run.run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        kind, key = event.event_type, event.step_key
         if kind == dg.DagsterEventType.RUN_START:
-            run_start = entry.timestamp
+            run_pid = event.pid
+        elif kind == dg.DagsterEventType.STEP_START:
+            step_pids[key] = event.pid
+            start = entry.timestamp if key == catalog else start
         elif kind == dg.DagsterEventType.STEP_SUCCESS:
-            succeeded.add(event.step_key)
-            if event.step_key == catalog:
-                end = entry.timestamp
-        elif kind == dg.DagsterEventType.STEP_START and event.step_key == catalog:
-            start = entry.timestamp
-        elif kind == dg.DagsterEventType.ENGINE_EVENT and event.step_key:
-            message = entry.message or ""
-            if CELERY_STEP_MESSAGE in message:
-                worker = event.engine_event_data.metadata.get("Celery worker")
-                celery[event.step_key] = str(worker.value if worker is not None else "")
-            elif message.startswith("Submitting celery task") and event.step_key == catalog:
-                submitted = entry.timestamp
-    assert None not in (start, end, submitted, run_start), f"{run.run_id}: catalog step events"
+            succeeded.add(key)
+            end = entry.timestamp if key == catalog else end
+        elif kind == dg.DagsterEventType.ENGINE_EVENT and CELERY_STEP_MESSAGE in entry.message:
+            worker = event.engine_event_data.metadata.get("Celery worker")
+            celery[key] = str(worker.value) if worker is not None else ""
+    assert run_pid is not None and start is not None and end is not None, run.run_id
     return RunFacts(
         run_id=run.run_id,
         database=run.tags["dagster/partition"],
-        succeeded_steps=succeeded,
+        run_pid=run_pid,
+        step_pids=step_pids,
         celery_steps=celery,
+        succeeded_steps=succeeded,
         catalog_interval=(start, end),
-        run_start=run_start,
-        catalog_submitted=submitted,
     )
 
 
@@ -453,6 +454,53 @@ def _qualified_names(manifest: dict) -> list[str]:
             for line in local.read_text("utf-8").splitlines():
                 names.append(json.loads(line)["attributes"]["qualifiedName"])
     return names
+
+
+# --- the pool gate ----------------------------------------------------------------------------
+
+
+class PoolGate:
+    """Holds every slot of the sources' pools, so all runs queue on them; then lets go at once.
+
+    The slots are claimed in the instance's storage, as a run's step would claim them, so the
+    run processes see full pools and wait, with their catalog steps pending, exactly as behind
+    a long-running extraction. Released together, every catalog step is ready at the same
+    instant: only the pools stand between them and the servers.
+    """
+
+    RUN_ID = "pgm-fleet-test-gate"
+
+    def __init__(self, instance: dg.DagsterInstance, sources: list[FleetSource]) -> None:
+        self.storage = instance.event_log_storage
+        self.sources = sources
+        self.released = False
+
+    def close(self) -> None:
+        for s in self.sources:
+            for i in range(s.pool_slots):
+                status = self.storage.claim_concurrency_slot(s.pool, self.RUN_ID, f"gate_{i}")
+                assert status.is_claimed, (s.pool, status)
+
+    def waiting(self, source: FleetSource) -> int:
+        """Steps queued on the source's pool (not yet given a slot)."""
+        return self.storage.get_concurrency_info(source.pool).pending_step_count
+
+    def wait_until_queued(
+        self, counts: dict[str, int], runs: dict[str, tuple[subprocess.Popen, Path]]
+    ) -> None:
+        deadline = time.monotonic() + PROCESS_TIMEOUT_S
+        while any(self.waiting(s) < counts[s.name] for s in self.sources):
+            for label, (proc, log) in runs.items():
+                assert proc.poll() is None, f"{label} exited with {proc.returncode}:\n{_tail(log)}"
+            if time.monotonic() > deadline:
+                queued = {s.name: self.waiting(s) for s in self.sources}
+                pytest.fail(f"runs did not all queue on the pools: {queued} of {counts}")
+            time.sleep(0.2)
+
+    def open(self) -> None:
+        if not self.released:
+            self.released = True
+            self.storage.free_concurrency_slots_for_run(self.RUN_ID)
 
 
 # --- the test ---------------------------------------------------------------------------------
@@ -479,6 +527,7 @@ def _environment(
 
 
 def _execute(job: str, tags: dict[str, str] | None = None) -> list[str]:
+    """`dagster job execute`: the run is orchestrated in this process, its steps go to celery."""
     args = [str(BIN / "dagster"), "job", "execute", "-m", DEFINITIONS_MODULE, "-j", job]
     return args + (["--tags", json.dumps(tags)] if tags else [])
 
@@ -506,34 +555,40 @@ def _wait_ready(workers: list[tuple[subprocess.Popen, Path]], timeout_s: float =
 
 
 def test_fleet_extraction_on_celery_workers_keeps_every_connection_cap(
-    fleet: list[FleetSource], redis_url: str, tmp_path: Path
+    fleet: list[FleetSource], tmp_path: Path
 ) -> None:
     began = time.monotonic()
+    _redis_server_binary()  # fail at once, with the fix, where CI lacks it
     home, target = tmp_path / "dagster_home", tmp_path / "out"
     home.mkdir()
-    (home / "dagster.yaml").write_text(
-        yaml.safe_dump(
-            {"telemetry": {"enabled": False}, "concurrency": {"pools": {"granularity": "op"}}}
-        )
-    )
+    instance_yaml = {
+        "telemetry": {"enabled": False},
+        "concurrency": {"pools": {"granularity": "op"}},
+    }
+    (home / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml))
     sources_file = tmp_path / "sources.yaml"
     sources_file.write_text(yaml.safe_dump({"sources": [s.entry() for s in fleet]}))
-    celery_yaml = tmp_path / "celery.yaml"
+    # the workers' celery app: the same broker and result backend as the executor's config
     broker = {"env": "CELERY_BROKER_URL"}
+    celery_yaml = tmp_path / "celery.yaml"
     celery_yaml.write_text(
         yaml.safe_dump({"execution": {"config": {"broker": broker, "backend": broker}}})
     )
-    env = _environment(home, sources_file, target, redis_url, fleet)
 
-    # Create the sqlite storage once here, so the processes never race to create it.
-    instance = dg.DagsterInstance.from_config(str(home))
-    procs = Processes(tmp_path / "logs", env, Path(__file__).resolve().parents[3])
-    poller = SessionPoller(fleet)
-    try:
+    with contextlib.ExitStack() as stack:
+        redis_url = stack.enter_context(redis_server(tmp_path / "redis"))
+        env = _environment(home, sources_file, target, redis_url, fleet)
+        # Created here first, so the processes never race to create the sqlite storage.
+        instance = dg.DagsterInstance.from_config(str(home))
+        stack.callback(instance.dispose)
         assert instance.event_log_storage.supports_global_concurrency_limits
+        procs = Processes(tmp_path / "logs", env, Path(__file__).resolve().parents[3])
+        stack.callback(procs.stop_all)  # workers and any run process left behind
+        poller = SessionPoller(fleet)
+        stack.callback(poller.stop)
         workers = _start_workers(procs, celery_yaml)
 
-        # Discovery (also on the workers): one partition per database and the pool limits.
+        # Discovery (its steps on the workers too): one partition per database, pool limits.
         discover = {
             f"{s.name} discovery": procs.spawn(
                 f"{s.name}_discover", _execute(f"{s.name}__discover_databases")
@@ -543,91 +598,95 @@ def test_fleet_extraction_on_celery_workers_keeps_every_connection_cap(
         _wait_ready(workers)
         _wait_all(discover, PROCESS_TIMEOUT_S)
         for s in fleet:
-            partitions = instance.get_dynamic_partitions(f"{s.name}_databases")
-            assert sorted(partitions) == sorted(s.databases)
-            assert instance.event_log_storage.get_concurrency_info(s.pool).slot_count == (
-                s.pool_slots
+            assert sorted(instance.get_dynamic_partitions(f"{s.name}_databases")) == sorted(
+                s.databases
             )
+            info = instance.event_log_storage.get_concurrency_info(s.pool)
+            assert info.slot_count == s.pool_slots, (s.pool, info)
 
-        # Every extraction run of both sources at once, one process per run.
+        # Every extraction run of both sources at once, one process per run, all held at the
+        # pools until every catalog step is queued there; then all are released together.
+        gate = PoolGate(instance, fleet)
+        gate.close()
+        stack.callback(gate.open)
         poller.start()
         extract_began = time.monotonic()
         extract = {
             f"{s.name}/{db}": procs.spawn(
-                f"{s.name}_{db}",
-                _execute(f"{s.name}__extract_database", {"dagster/partition": db}),
+                f"{s.name}_{db}", _execute(f"{s.name}__extract_database", {"dagster/partition": db})
             )
             for s in fleet
             for db in s.databases
         }
+        gate.wait_until_queued({s.name: len(s.databases) for s in fleet}, extract)
+        queued = {s.name: gate.waiting(s) for s in fleet}
+        sessions_while_queued = dict(poller.peak)
+        gate.open()
         _wait_all(extract, PROCESS_TIMEOUT_S)
         extract_s = time.monotonic() - extract_began
         poller.stop()
-        assert poller.error is None, f"poller failed: {poller.error!r}"
-
+        assert poller.error is None, f"pg_stat_activity poller failed: {poller.error!r}"
+        run_pids = {label: proc.pid for label, (proc, _) in extract.items()}
+        worker_pids = {pid for proc, _ in workers for pid in _group_members(proc.pid)}
         worker_logs = [log.read_text("utf-8", errors="replace") for _, log in workers]
-    finally:
-        poller.stop()
-        try:
-            procs.stop_all()  # workers and any run process left behind
-        finally:
-            instance.dispose()
 
+    assert sessions_while_queued == dict.fromkeys(queued, 0)  # nothing connects past the gate
     instance = dg.DagsterInstance.from_config(str(home))
     try:
-        facts: dict[str, list[RunFacts]] = defaultdict(list)
+        facts: dict[str, list[RunFacts]] = {}
         for s in fleet:
             runs = instance.get_runs(dg.RunsFilter(job_name=f"{s.name}__extract_database"))
             assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(s.databases)
-            for run in runs:
-                assert run.status == dg.DagsterRunStatus.SUCCESS, (s.name, run.tags)
-                assert run.tags[SOURCE_TAG] == s.name
-                facts[s.name].append(_run_facts(instance, run, s.name))
-            # every claimed slot was given back
+            assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), s.name
+            assert all(r.tags[SOURCE_TAG] == s.name for r in runs)
+            facts[s.name] = [_run_facts(instance, r, s.name) for r in runs]
             info = instance.event_log_storage.get_concurrency_info(s.pool)
-            assert info.claimed_slots == [] and info.pending_steps == [], info
-        discover_runs = [
-            r
-            for s in fleet
-            for r in instance.get_runs(dg.RunsFilter(job_name=f"{s.name}__discover_databases"))
-        ]
-        assert [r.status for r in discover_runs] == [dg.DagsterRunStatus.SUCCESS] * len(fleet)
+            assert info.claimed_slots == [] and info.pending_steps == [], info  # all given back
+        for s in fleet:
+            (discovery,) = instance.get_runs(
+                dg.RunsFilter(job_name=f"{s.name}__discover_databases")
+            )
+            assert discovery.status == dg.DagsterRunStatus.SUCCESS
     finally:
         instance.dispose()
 
-    # Every step of every run was a celery task, executed by one of our workers.
-    worker_names = {f"fleet{i}@{socket.gethostname()}" for i in range(1, WORKERS + 1)}
+    # Each run was orchestrated by its own `dagster job execute` process, and every one of its
+    # steps was a celery task executed in a worker's pool process, never in the run's process.
+    hosts = {f"fleet{i}@{socket.gethostname()}" for i in range(1, WORKERS + 1)}
     steps_per_worker: Counter[str] = Counter()
-    for runs in facts.values():
-        for f in runs:
-            assert f.succeeded_steps, f.run_id
-            assert set(f.celery_steps) == f.succeeded_steps, (f.database, f.celery_steps)
+    for s in fleet:
+        for f in facts[s.name]:
+            assert f.run_pid == run_pids[f"{s.name}/{f.database}"]
+            assert f.succeeded_steps == set(f.step_pids) == set(f.celery_steps), f
+            assert set(f.step_pids.values()) <= worker_pids - {f.run_pid}, f
             steps_per_worker.update(f.celery_steps.values())
-    assert set(steps_per_worker) <= worker_names, steps_per_worker
+    assert set(steps_per_worker) <= hosts, steps_per_worker
     step_count = sum(steps_per_worker.values())
     tasks_done = sum(len(TASK_SUCCEEDED.findall(log)) for log in worker_logs)
-    assert tasks_done == step_count + len(fleet), (tasks_done, step_count)  # + discovery steps
+    assert tasks_done == step_count + len(fleet)  # + one discovery step per source
 
-    # The cap held: sampled sessions, and Dagster's own step timings, per source.
-    summary = []
+    # The caps held: sessions sampled on the servers, and catalog steps timed by Dagster.
+    figures = []
     for s in fleet:
         peak = poller.peak[s.name]
-        overlap = _max_overlap([f.catalog_interval for f in facts[s.name]])
-        waited = max(f.catalog_submitted - f.run_start for f in facts[s.name])
+        at_once = _max_overlap([f.catalog_interval for f in facts[s.name]])
         assert 1 <= peak <= s.max_connections, (s.name, peak, s.max_connections)
-        assert overlap <= s.pool_slots, (s.name, overlap, s.pool_slots)
-        summary.append(
-            f"{s.name} peak {peak}/{s.max_connections} sessions "
-            f"({s.pool_slots} slot(s), {overlap} catalog step(s) at once, "
-            f"longest wait for a slot {waited:.1f}s)"
+        assert at_once <= s.pool_slots, (s.name, at_once, s.pool_slots)
+        unpooled = min(len(s.databases), WORKERS * WORKER_PROCESSES) * min(
+            s.query_connections, s.max_connections
+        )
+        figures.append(
+            f"{s.name}: peak {peak}/{s.max_connections} sessions ({unpooled} without the pool), "
+            f"{s.pool_slots} slot(s), {at_once} catalog step(s) at once, {queued[s.name]} "
+            f"queued at the gate, sessions seen in {poller.busy_samples[s.name]} samples"
         )
 
     # Every database's output is complete, and the shared name is two separate databases.
-    shared_names = {}
+    shared = {}
     for s in fleet:
         for db, layout in s.databases.items():
             manifest = _manifest(target, s.name, db)
-            assert manifest["source"] == s.name and manifest["database"] == db
+            assert (manifest["source"], manifest["database"]) == (s.name, db)
             assert manifest["entities"] == {
                 "Database": 1,
                 "Schema": layout.schemas,
@@ -641,18 +700,16 @@ def test_fleet_extraction_on_celery_workers_keeps_every_connection_cap(
                 names = _qualified_names(manifest)
                 assert len(names) == len(set(names)) == sum(manifest["entities"].values())
                 assert all(n.startswith(f"{s.connection_qn}/{db}") for n in names), names
-                shared_names[s.name] = set(names)
-    alpha, beta = (shared_names[s.name] for s in fleet)
-    assert not alpha & beta and len(alpha) != len(beta)
+                shared[s.name] = set(names)
+    first, second = (shared[s.name] for s in fleet)
+    assert not first & second and len(first) != len(second)
 
-    dbs = sorted({len(s.databases) for s in fleet})
     per_worker = ", ".join(f"{w.split('@')[0]} {n}" for w, n in sorted(steps_per_worker.items()))
     print(
-        f"\ncelery fleet: {len(fleet)} sources x {'/'.join(map(str, dbs))} databases "
-        f"({sum(len(f) for f in facts.values())} extraction runs, {step_count} steps as celery "
-        f"tasks on {WORKERS} workers x {WORKER_PROCESSES} processes: "
-        f"{per_worker}); "
-        + "; ".join(summary)
+        f"\ncelery fleet: {len(fleet)} sources x {len(fleet[0].databases)} databases, "
+        f"{sum(map(len, facts.values()))} extraction runs, {step_count} steps as celery tasks "
+        f"on {WORKERS} workers x {WORKER_PROCESSES} processes ({per_worker}); "
+        + "; ".join(figures)
         + f"; {poller.samples} samples every {POLL_INTERVAL_S * 1000:.0f} ms; extraction wall "
         f"{extract_s:.1f}s, test {time.monotonic() - began:.1f}s"
     )
