@@ -27,8 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from types import FrameType
@@ -60,13 +60,15 @@ def demo(args: argparse.Namespace) -> int:
 
     if args.serve:
         check_port_free(args.port)
+    for name in [n for n in os.environ if describes_source(n)]:
+        del os.environ[name]  # this process connects too (libpq reads PGSERVICE and co.)
     with StopSignals() as signals:
         print("pg-metadata: starting a throwaway PostgreSQL server with the demo catalog...")
         server = ThrowawayServer(admin_user=DEMO_USER, admin_password=DEMO_PASSWORD).start()
         workdir = server.workdir
         try:
             print(
-                f"pg-metadata: demo server on {server.host}:{server.port} (data dir {workdir})",
+                f"pg-metadata: demo server on {server.host}:{server.port} (files in {workdir})",
                 flush=True,
             )
             load_demo_catalog(server.host, server.port)
@@ -93,8 +95,7 @@ def extract_demo(env: dict[str, str], output: str | None, verbose: bool) -> int:
     from pg_metadata.cli.extract import extract
     from pg_metadata.cli.main import build_parser
 
-    os.environ.clear()
-    os.environ.update(hermetic_env(env))
+    os.environ.update(env)
     extract_args = ["extract", "--retries", "0"]
     extract_args += ["--output", output] if output else []
     extract_args += ["--verbose"] if verbose else []
@@ -131,18 +132,19 @@ def demo_env(host: str, port: int) -> dict[str, str]:
     }
 
 
-def hermetic_env(env: dict[str, str]) -> dict[str, str]:
-    """This process's environment without anything describing another source, plus `env`.
+def describes_source(name: str) -> bool:
+    """Whether an inherited variable must not reach the demo.
 
     A PG_METADATA_EXCLUDE, PG_METADATA_AUTH=iam_role or PGSERVICE of the user's shell would
     otherwise apply to the demo server; a DAGSTER_HOME would receive the demo's runs.
     """
+    if name in KEPT_VARIABLES:
+        return False
+    return name.startswith(("PG", "ATLAN_")) or name == "DAGSTER_HOME"
 
-    def describes_source(name: str) -> bool:
-        if name in KEPT_VARIABLES:
-            return False
-        return name.startswith(("PG", "ATLAN_")) or name == "DAGSTER_HOME"
 
+def hermetic_env(env: dict[str, str]) -> dict[str, str]:
+    """This process's environment without anything describing another source, plus `env`."""
     return {**{k: v for k, v in os.environ.items() if not describes_source(k)}, **env}
 
 
@@ -156,7 +158,11 @@ def serve(
     if "://" not in target:  # the UI's processes and the first extract must agree on the folder
         target = str(Path(target).resolve())
     home = Path(tempfile.mkdtemp(prefix="pg_metadata_demo_home_"))
+    (home / "tmp").mkdir()
     run_env = {**hermetic_env(env), "DAGSTER_HOME": str(home), "PG_METADATA_OUTPUT": target}
+    # Dagster's temp files (workspace file, code-server sockets) go into the home too, so they
+    # are removed with it even when a process had to be killed.
+    run_env["TMPDIR"] = str(home / "tmp")
     ui: subprocess.Popen | None = None
     try:
         (home / "dagster.yaml").write_text(
@@ -166,8 +172,7 @@ def serve(
         # Extract once first: the UI opens on a registered partition and a complete output.
         # A failure is shown and the UI still starts: its run page has the whole log.
         first = subprocess.run(
-            [sys.executable, "-m", "pg_metadata.cli.main", "extract"]
-            + (["--verbose"] if verbose else []),
+            [sys.executable, "-m", "pg_metadata.cli.main", "extract", *(["-v"] if verbose else [])],
             env=run_env,
             stdin=subprocess.DEVNULL,
             check=False,
@@ -196,12 +201,15 @@ def serve(
         if ui is not None:
             stop_ui(ui, signals)
         shutil.rmtree(home, ignore_errors=True)
+        if home.exists():
+            print(f"pg-metadata: warning: could not remove {home}", file=sys.stderr)
 
 
 def ui_command(port: int, verbose: bool) -> list[str]:
     """The `dagster dev` command line of the demo UI."""
-    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pg_metadata.definitions"]
-    return cmd + ["-h", UI_HOST, "-p", str(port), "--log-level", "info" if verbose else "warning"]
+    level = "info" if verbose else "warning"
+    args = f"-m dagster dev -m pg_metadata.definitions -h {UI_HOST} -p {port} --log-level {level}"
+    return [sys.executable, *args.split()]
 
 
 def start_ui(
@@ -215,16 +223,20 @@ def start_ui(
         stdout=stdout,
         stderr=subprocess.STDOUT if stdout is not None else None,
         process_group=0,
-        preexec_fn=_stop_with_parent if sys.platform == "linux" else None,
+        preexec_fn=_interrupt_when_parent_dies(),
     )
 
 
-def _stop_with_parent() -> None:
-    """In the child: get SIGINT when this process dies, even by SIGKILL (Linux prctl)."""
+def _interrupt_when_parent_dies() -> Callable[[], None] | None:
+    """For the child: SIGINT when this process dies, even by SIGKILL (Linux PR_SET_PDEATHSIG),
+    so `dagster dev` still shuts its services down."""
+    if sys.platform != "linux":
+        return None
     import ctypes
 
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
     pr_set_pdeathsig = 1
-    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGINT)
+    return lambda: prctl(pr_set_pdeathsig, signal.SIGINT)
 
 
 def wait_until_ready(ui: subprocess.Popen, port: int) -> bool:

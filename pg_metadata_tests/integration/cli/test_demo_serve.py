@@ -2,7 +2,7 @@
 webserver's GraphQL API (as the UI's Materialize button does) writes the output, and Ctrl-C
 stops everything and removes every temp dir.
 
-The command prints its PostgreSQL data dir and its DAGSTER_HOME, so what is checked is exactly
+The command prints its PostgreSQL server's dir and its DAGSTER_HOME, so what is checked is exactly
 what this run created, even while other tests start throwaway servers of their own. The test
 records every descendant of the command while it runs (dagster dev is in a process group of its
 own, the postmaster in a session of its own) and, if anything fails, kills them itself.
@@ -11,6 +11,7 @@ own, the postmaster in a session of its own) and, if anything fails, kills them 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import queue
@@ -29,6 +30,8 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.integration
+# the gql transport under DagsterGraphQLClient, not our code
+WARNINGS = "ignore:Using variable_values and operation_name:DeprecationWarning"
 BIN = Path(sys.executable).parent
 JOB = "default__extract_database"
 DATABASE = "demo_shop"
@@ -123,9 +126,9 @@ def alive(pid: int, start_time: int) -> bool:
     return st is not None and st[3] == start_time and st[2] != "Z"
 
 
-def mentioning(*needles: str) -> list[str]:
-    """Command lines of live processes that mention any of the needles."""
-    found = []
+def mentioning(*needles: str) -> dict[int, str]:
+    """pid -> command line of the live processes that mention any of the needles."""
+    found = {}
     for pid in _all_pids():
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -133,13 +136,13 @@ def mentioning(*needles: str) -> list[str]:
             continue
         st = _stat(pid)
         if st is not None and st[2] != "Z" and any(n in cmd for n in needles):
-            found.append(f"{pid}: {cmd[:200]}")
+            found[pid] = cmd[:300]
     return found
 
 
-def postmaster_pid(data_dir: Path) -> int | None:
+def postmaster_pid(server_dir: Path) -> int | None:
     try:
-        return int((data_dir / "postmaster.pid").read_text().split()[0])
+        return int((server_dir / "data" / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -163,8 +166,15 @@ class Serve:
         env.pop("PG_METADATA_EXECUTOR", None)  # the default: what a user gets
         env["PYTHONUNBUFFERED"] = "1"
         self.proc = subprocess.Popen(
-            [str(BIN / "pg-metadata"), "demo", "--serve", "--port", str(self.port)]
-            + ["--output", str(self.output_dir)],
+            [
+                str(BIN / "pg-metadata"),
+                "demo",
+                "--serve",
+                "--port",
+                str(self.port),
+                "--output",
+                str(self.output_dir),
+            ],
             cwd=tmp_path,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -174,16 +184,23 @@ class Serve:
             start_new_session=True,  # its own process group, as a terminal job would be
         )
         self.out = Output(self.proc.stdout)
-        self.data_dir: Path | None = None
+        self.server_dir: Path | None = None  # the data dir, socket and log of PostgreSQL
         self.home: Path | None = None
         self.seen: dict[int, int] = {}  # pid -> start time of every process it started
+        self.sockets: set[str] = set()  # the code servers' gRPC sockets
+        self.postmaster: tuple[int, int] | None = None
 
     def record(self) -> None:
         """Remember the command's current descendants (and the postmaster, a daemon)."""
         self.seen.update(descendants(self.proc.pid))
-        pid = postmaster_pid(self.data_dir) if self.data_dir else None
+        for pid in self.seen:
+            with contextlib.suppress(OSError):
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+                self.sockets.update(b for a, b in itertools.pairwise(args) if a == "--socket")
+        pid = postmaster_pid(self.server_dir) if self.server_dir else None
         st = _stat(pid) if pid else None
         if pid and st:
+            self.postmaster = (pid, st[3])
             self.seen[pid] = st[3]
             self.seen.update(descendants(pid))
 
@@ -194,12 +211,18 @@ class Serve:
         """After a failure: leave nothing behind whatever state the command is in."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        for pid in self.leftovers():
+        if self.postmaster and alive(*self.postmaster):
+            os.kill(self.postmaster[0], signal.SIGQUIT)  # immediate shutdown, frees its memory
+            deadline = time.monotonic() + 15
+            while alive(*self.postmaster) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        dirs = [str(d) for d in (self.server_dir, self.home) if d is not None]
+        for pid in {*self.leftovers(), *(mentioning(*dirs) if dirs else {})}:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=30)
-        for path in (self.data_dir, self.home):
+        for path in (self.server_dir, self.home):
             if path is not None:
                 shutil.rmtree(path, ignore_errors=True)
 
@@ -221,11 +244,12 @@ def graphql_client(port: int):
     return DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=60)
 
 
+@pytest.mark.filterwarnings(WARNINGS)
 def test_serve_runs_from_the_ui_and_stops_clean_on_ctrl_c(serve: Serve):
     t0 = time.monotonic()
     out = serve.out
-    match = out.wait_for(r"demo server on \S+ \(data dir (\S+)\)", STARTUP_TIMEOUT_S)
-    serve.data_dir = Path(match.group(1))
+    match = out.wait_for(r"demo server on \S+ \(files in (\S+)\)", STARTUP_TIMEOUT_S)
+    serve.server_dir = Path(match.group(1))
     serve.home = Path(out.wait_for(r"Dagster home (\S+);", STARTUP_TIMEOUT_S).group(1))
     first = out.wait_for(rf"^\s+{DATABASE}: (\d+ Database, .*)$", STARTUP_TIMEOUT_S).group(1)
     serve.record()
@@ -263,7 +287,8 @@ def test_serve_runs_from_the_ui_and_stops_clean_on_ctrl_c(serve: Serve):
 
     # Ctrl-C, as a terminal sends it: SIGINT to the command's process group.
     serve.record()
-    assert serve.data_dir.is_dir() and serve.home.is_dir()
+    assert serve.postmaster and alive(*serve.postmaster)
+    assert serve.server_dir.is_dir() and serve.home.is_dir()
     t_stop = time.monotonic()
     os.killpg(serve.proc.pid, signal.SIGINT)
     try:
@@ -284,9 +309,10 @@ def test_serve_runs_from_the_ui_and_stops_clean_on_ctrl_c(serve: Serve):
     assert not serve.leftovers(), [
         Path(f"/proc/{p}/cmdline").read_bytes() for p in serve.leftovers()
     ]
-    assert len(serve.seen) >= 5  # dagster dev, webserver, daemon, code server, postmaster...
+    assert len(serve.seen) >= 6  # dagster dev, webserver, daemon, code servers, postmaster...
     with pytest.raises(ProcessLookupError):
         os.killpg(serve.proc.pid, 0)
-    assert not mentioning(str(serve.data_dir), str(serve.home))
-    assert not serve.data_dir.exists() and not serve.home.exists()
+    assert not mentioning(str(serve.server_dir), str(serve.home))
+    assert not serve.server_dir.exists() and not serve.home.exists()
+    assert serve.sockets and all(s.startswith(f"{serve.home}/") for s in serve.sockets)
     print(f"startup {startup_s:.1f} s, UI run {run_s:.1f} s, stop {stop_s:.1f} s")
