@@ -412,7 +412,7 @@ class Bench:
         conn = psycopg2.connect(self.dsn, dbname=self.database)
         try:
             with conn.cursor() as cur:
-                params = CatalogFilter().sql_params()
+                params = {**CatalogFilter().sql_params(), "exact_sizes": False}
                 queries = [cur.mogrify(d.sql(), params).decode("utf-8") for d in per_db]
         finally:
             conn.close()

@@ -206,20 +206,21 @@ class CatalogDb:
     shop: str = "shop"
     crm: str = "crm"
     odd: str = 'Odd "DB".name/x'
+    zoo: str = "zoo"
     reader_user: str = "catalog_reader"
     reader_password: str = "reader-secret"
 
     @property
-    def databases(self) -> tuple[str, str, str]:
+    def databases(self) -> tuple[str, ...]:
         """All fixture database names."""
-        return (self.shop, self.crm, self.odd)
+        return (self.shop, self.crm, self.odd, self.zoo)
 
 
 @pytest.fixture(scope="session")
 def catalog_db(pg_cluster: PgCluster) -> CatalogDb:
-    """Create ``shop``, ``crm`` and the odd-named database plus role ``catalog_reader``.
+    """Create ``shop``, ``crm``, ``zoo`` and the odd-named database plus role ``catalog_reader``.
 
-    ``catalog_reader`` only has CONNECT on ``shop``; PUBLIC's CONNECT/TEMP on the three
+    ``catalog_reader`` only has CONNECT on ``shop`` and ``zoo``; PUBLIC's CONNECT/TEMP on the
     fixture databases is revoked, so it cannot connect to ``crm`` or the odd database.
     """
     cat = CatalogDb()
@@ -235,13 +236,15 @@ def catalog_db(pg_cluster: PgCluster) -> CatalogDb:
     pg_cluster.create_database(cat.shop, (FIXTURES / "shop.sql").read_text("utf-8"))
     pg_cluster.create_database(cat.crm, (FIXTURES / "crm.sql").read_text("utf-8"))
     pg_cluster.create_database(cat.odd, "CREATE TABLE public.t (a int);")
+    pg_cluster.create_database(cat.zoo, (FIXTURES / "zoo.sql").read_text("utf-8"))
     for db in cat.databases:
         pg_cluster.execute(
             pgsql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(pgsql.Identifier(db))
         )
-    pg_cluster.execute(
-        pgsql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(pgsql.Identifier(cat.shop), reader)
-    )
+    for db in (cat.shop, cat.zoo):
+        pg_cluster.execute(
+            pgsql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(pgsql.Identifier(db), reader)
+        )
     return cat
 
 

@@ -49,11 +49,11 @@ class PipelineRun:
         return json.loads(data)
 
     def file(self, database: str, path: str) -> dict[str, Any]:
-        """The manifest entry of one asset, by path (e.g. raw/tables, atlan/column)."""
+        """The manifest entry of one asset, by path (e.g. raw/tables, transformed/column)."""
         return next(f for f in self.manifest(database)["files"] if f["path"] == path)
 
     def entities(self, database: str, path: str) -> list[dict[str, Any]]:
-        """Entities of an `atlan/...` asset, parsed strictly (NaN/Infinity rejected)."""
+        """Entities of a `transformed/...` file, parsed strictly (NaN/Infinity rejected)."""
         local = self.store.fetch(self.file(database, path)["uri"])
         out = []
         for line in local.read_text("utf-8").splitlines():
@@ -63,7 +63,9 @@ class PipelineRun:
     def all_entities(self, database: str) -> list[dict[str, Any]]:
         """Entities of every type."""
         paths = [f["path"] for f in self.manifest(database)["files"]]
-        return [e for p in paths if p.startswith("atlan/") for e in self.entities(database, p)]
+        return [
+            e for p in paths if p.startswith("transformed/") for e in self.entities(database, p)
+        ]
 
     def qualified_names(self, database: str) -> set[str]:
         """The qualifiedNames of every entity of a database."""

@@ -7,20 +7,20 @@ customAttributes Atlan keeps as explicit nulls. Pure functions: no Dagster, no I
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-
-from pg_metadata.catalog.datasets import COLUMNS
 from pg_metadata.catalog.sources import validate_connection_qualified_name
 from pg_metadata.errors import ConfigError
 
 DATABASE, SCHEMA, TABLE, TABLE_PARTITION = "Database", "Schema", "Table", "TablePartition"
 VIEW, MATERIALISED_VIEW, COLUMN = "View", "MaterialisedView", "Column"
+PROCEDURE, PROCESS, COLUMN_PROCESS = "Procedure", "Process", "ColumnProcess"
 RELATION_TYPES = (TABLE, TABLE_PARTITION, VIEW, MATERIALISED_VIEW)
+VIEW_OR_MV = "View or MaterialisedView"  # a row filter, not a typeName
 
 # customAttributes that Atlan's serialiser keeps even when null
 KEEP_NULL = frozenset(
@@ -111,34 +111,28 @@ def yes_no(value: bool | None) -> str | None:
     return None if value is None else ("YES" if value else "NO")
 
 
-def qn_segment(name: str) -> str:
-    """A name as one qualifiedName segment: verbatim, except `%` and `/` are percent-encoded.
-
-    Without this, schema `a/b` + table `c` and schema `a` + table `b/c` would share a
-    qualifiedName. Names without `/` or `%` (nearly all) are unchanged.
-    """
-    if "/" not in name and "%" not in name:
-        return name
-    return name.replace("%", "%25").replace("/", "%2F")
-
-
 class QualifiedNames:
-    """qualifiedName builders: `<connection>/<db>/<schema>/<relation>/<column>`."""
+    """qualifiedName builders: `<connection>/<db>/<schema>/<relation>/<column>`, names verbatim.
+
+    Exactly as Atlan's crawler and pyatlan's creators build them, so our entities and theirs
+    name the same asset the same way. Names holding `/` can therefore collide (schema `a/b` +
+    table `c` and schema `a` + table `b/c`); the uniqueness check names both objects.
+    """
 
     def __init__(self, connection_qualified_name: str) -> None:
         self.connection = connection_qualified_name
 
     def database(self, db: str) -> str:
-        return f"{self.connection}/{qn_segment(db)}"
+        return f"{self.connection}/{db}"
 
     def schema(self, db: str, schema: str) -> str:
-        return f"{self.database(db)}/{qn_segment(schema)}"
+        return f"{self.connection}/{db}/{schema}"
 
     def relation(self, db: str, schema: str, relation: str) -> str:
-        return f"{self.schema(db, schema)}/{qn_segment(relation)}"
+        return f"{self.connection}/{db}/{schema}/{relation}"
 
     def column(self, db: str, schema: str, relation: str, column: str) -> str:
-        return f"{self.relation(db, schema, relation)}/{qn_segment(column)}"
+        return f"{self.connection}/{db}/{schema}/{relation}/{column}"
 
 
 def relation_type(row: dict[str, Any]) -> str:
@@ -216,9 +210,8 @@ def relation_entity(row: dict[str, Any], ctx: AtlanContext) -> dict[str, Any]:
     )
     if is_view:
         definition = row.get("view_definition")
-        verb = "CREATE OR REPLACE VIEW" if type_name == VIEW else "CREATE MATERIALIZED VIEW"
         if definition is not None:
-            attrs["definition"] = f"{verb} {row['sql_name']} AS {definition}"
+            attrs["definition"] = view_definition(type_name, row["sql_name"], definition)
     attrs["columnCount"] = row["column_count"]
     attrs["rowCount"] = row.get("row_count")
     attrs["sizeBytes"] = row.get("size_bytes")
@@ -239,25 +232,56 @@ def relation_entity(row: dict[str, Any], ctx: AtlanContext) -> dict[str, Any]:
     attrs.update(ctx.sync())
 
     key_columns = row.get("partition_key_column_count")
+    is_mv = type_name == MATERIALISED_VIEW
     custom = {
         "table_type": row["table_type"],
-        "is_insertable_into": yes_no(row.get("is_insertable_into"))
-        if type_name != MATERIALISED_VIEW
-        else None,
-        "is_typed": yes_no(row.get("is_typed")),
+        # information_schema.tables, Atlan's source for these two, does not list MVs
+        "is_insertable_into": None if is_mv else yes_no(row.get("is_insertable_into")),
+        "is_typed": None if is_mv else yes_no(row.get("is_typed")),
         "self_referencing_col_name": "",
         "ref_generation": "",
         "engine": None,
         "number_columns_in_part_key": float(key_columns) if key_columns is not None else None,
-        "columns_participating_in_part_key": row.get("partition_key_attnums"),
+        "columns_participating_in_part_key": _attnums(row.get("partition_key_attnums")),
         "partition_key": row.get("partition_key"),
         "owner": row.get("owner"),
         "persistence": {"u": "UNLOGGED"}.get(row.get("persistence") or ""),
         "foreign_server": row.get("foreign_server"),
         "foreign_data_wrapper": row.get("foreign_data_wrapper"),
         "foreign_options": row.get("foreign_options"),
+        "row_security": yes_no(row.get("row_security")) if not is_view else None,
+        "constraints": _json_list(row.get("constraints")),
+        "indexes": _json_list(row.get("indexes")),
+        "triggers": _json_list(row.get("triggers")),
+        "policies": _json_list(row.get("policies")),
     }
+    parents = _json_list(row.get("inherits"))
+    if parents:
+        db = row["database_name"]
+        custom["inherits_from"] = [qn.relation(db, s, n) for s, n in parents]
     return entity(type_name, attrs, custom)
+
+
+def view_definition(type_name: str, sql_name: str, select: str) -> str:
+    """Atlan's form: `CREATE OR REPLACE VIEW <name> AS <pg_get_viewdef>` (MVs: CREATE
+    MATERIALIZED VIEW), the name unqualified as Atlan writes it (its lineage step resolves it
+    with schemaName) but quoted where SQL needs quotes, so odd names stay valid SQL."""
+    verb = (
+        "CREATE MATERIALIZED VIEW" if type_name == MATERIALISED_VIEW else "CREATE OR REPLACE VIEW"
+    )
+    return f"{verb} {sql_name} AS {select}"
+
+
+def _attnums(text: str | None) -> float | str | None:
+    """The partition key's attribute numbers: a JSON number for one column (Atlan casts it to
+    a float), the space-separated list for several (no number holds them)."""
+    if text is None:
+        return None
+    return float(text) if text.strip().isdigit() else text
+
+
+def _json_list(text: str | None) -> list[Any] | None:
+    return json.loads(text) if text else None
 
 
 def _partition_parent(attrs: dict[str, Any], row: dict[str, Any], qn: QualifiedNames) -> None:
@@ -274,20 +298,6 @@ def _partition_parent(attrs: dict[str, Any], row: dict[str, Any], qn: QualifiedN
             attrs["parentTable"] = ref(TABLE, parent_qn, with_attributes=False)
     else:
         attrs["atlanSchema"] = ref(SCHEMA, qn.schema(db, row["schema_name"]))
-
-
-_PARENT_KEYS = {
-    TABLE: ("tableName", "tableQualifiedName", "table"),
-    TABLE_PARTITION: ("tableName", "tableQualifiedName", "tablePartition"),
-    VIEW: ("viewName", "viewQualifiedName", "view"),
-    MATERIALISED_VIEW: ("viewName", "viewQualifiedName", "materialisedView"),
-}
-
-
-def column_entity(row: dict[str, Any], ctx: AtlanContext) -> dict[str, Any]:
-    """A Column entity from one raw `columns` row (the batch transform applied to one row)."""
-    batch = pa.RecordBatch.from_pylist([row], schema=COLUMNS.schema)
-    return next(column_entities_from_batches([batch], ctx))
 
 
 def relation_entities(
@@ -345,158 +355,23 @@ ATTRIBUTE_SOURCES: dict[str, dict[str, list[str]]] = {
         "maxLength": ["max_length"],
         "defaultValue": ["default_value"],
         "order": ["ordinal_position"],
+        "isIndexed": ["is_indexed"],
+    },
+    PROCEDURE: {
+        "name": ["procedure_name"],
+        "qualifiedName": ["database_name", "schema_name", "procedure_name", "argument_types"],
+        "description": ["comment"],
+        "definition": ["body"],
+        "sourceCreatedBy": ["owner"],
+    },
+    PROCESS: {
+        "name": ["database_name", "schema_name", "view_name"],
+        "inputs": ["sources"],
+        "outputs": ["view_name", "view_kind"],
+    },
+    COLUMN_PROCESS: {
+        "name": ["database_name", "schema_name", "view_name", "columns"],
+        "inputs": ["used_columns"],
+        "outputs": ["columns"],
     },
 }
-
-
-_COLUMN_FIELDS = (
-    "database_name",
-    "schema_name",
-    "table_name",
-    "table_kind",
-    "table_is_partition",
-    "column_name",
-    "ordinal_position",
-    "data_type",
-    "formatted_type",
-    "type_name",
-    "is_nullable",
-    "default_value",
-    "generation_expression",
-    "is_generated",
-    "is_identity",
-    "identity_generation",
-    "identity_cycle",
-    "max_length",
-    "octet_length",
-    "numeric_precision",
-    "numeric_scale",
-    "is_primary",
-    "is_foreign",
-    "is_unique",
-    "is_partition_key",
-    "partition_order",
-    "collation",
-    "comment",
-)
-_YES_NO = {True: "YES", False: "NO", None: None}
-
-
-def column_entities_from_batches(batches: Iterable[Any], ctx: AtlanContext) -> Iterator[dict]:
-    """Column entities from raw `columns` record batches, built column-wise with the
-    per-relation parts cached (columns arrive grouped by relation)."""
-    qn = QualifiedNames(ctx.connection_qualified_name)
-    connection = {
-        "connectionQualifiedName": ctx.connection_qualified_name,
-        "connectionName": ctx.connection_name,
-    }
-    sync = ctx.sync()
-    last: tuple | None = None
-    head: dict[str, Any] = {}
-    parent_key, parent_qn, parent_ref = "", "", {}
-    for batch in batches:
-        columns = [batch.column(name).to_pylist() for name in _COLUMN_FIELDS]
-        for (
-            db,
-            schema,
-            table,
-            kind,
-            in_partition,
-            name,
-            order,
-            data_type,
-            formatted,
-            type_name,
-            nullable,
-            default,
-            generation,
-            generated,
-            identity,
-            identity_generation,
-            identity_cycle,
-            max_length,
-            octet_length,
-            precision,
-            scale,
-            primary,
-            foreign,
-            unique,
-            partition_key,
-            partition_order,
-            collation,
-            comment,
-        ) in zip(*columns, strict=True):
-            if (db, schema, table, kind, in_partition) != last:
-                last = (db, schema, table, kind, in_partition)
-                parent_type = column_parent_type(kind, in_partition)
-                name_key, qn_key, parent_key = _PARENT_KEYS[parent_type]
-                parent_qn = qn.relation(db, schema, table)
-                parent_ref = ref(parent_type, parent_qn)
-                head = {
-                    "databaseName": db,
-                    "databaseQualifiedName": qn.database(db),
-                    "schemaName": schema,
-                    "schemaQualifiedName": qn.schema(db, schema),
-                    name_key: table,
-                    qn_key: parent_qn,
-                }
-            attrs: dict[str, Any] = {
-                "name": name,
-                "qualifiedName": f"{parent_qn}/{qn_segment(name)}",
-                **connection,
-            }
-            if comment is not None:
-                description = clean_description(comment)
-                if description is not None:
-                    attrs["description"] = description
-            attrs.update(head)
-            attrs["dataType"] = data_type
-            if formatted is not None:
-                attrs["rawDataTypeDefinition"] = formatted
-            attrs["isNullable"] = nullable
-            attrs["isPartition"] = bool(partition_key)
-            if partition_order is not None:
-                attrs["partitionOrder"] = partition_order
-            attrs["isPrimary"] = bool(primary)
-            attrs["isForeign"] = bool(foreign)
-            if precision is not None:
-                attrs["precision"] = precision
-            if scale is not None:
-                attrs["numericScale"] = float(scale)
-            if max_length is not None:
-                attrs["maxLength"] = max_length
-            if default is not None:
-                attrs["defaultValue"] = default
-            attrs["order"] = order
-            attrs[parent_key] = parent_ref
-            attrs.update(sync)
-            custom: dict[str, Any] = {
-                "ordinal_position": order,
-                "is_self_referencing": "NO",
-                "type_name": data_type,
-            }
-            if precision is not None:
-                custom["numeric_precision"] = precision
-            if octet_length is not None:
-                custom["character_octet_length"] = octet_length
-            custom["is_auto_increment"] = (
-                "YES" if identity or (default or "").startswith("nextval(") else "NO"
-            )
-            custom["is_generated"] = _YES_NO[generated]
-            if generation is not None:
-                custom["generation_expression"] = generation
-            if type_name is not None:
-                custom["column_size"] = type_name
-            custom["is_identity"] = _YES_NO[identity]
-            if identity_generation is not None:
-                custom["identity_generation"] = identity_generation
-            custom["identity_cycle"] = _YES_NO[identity_cycle]
-            custom["is_unique"] = _YES_NO[unique]
-            if collation is not None:
-                custom["collation"] = collation
-            yield {
-                "typeName": COLUMN,
-                "status": "ACTIVE",
-                "attributes": attrs,
-                "customAttributes": custom,
-            }

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from array import array
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,10 @@ REFERENCE_KEYS = (
     "view",
     "materialisedView",
     "tablePartition",
+    "process",
 )
+LIST_REFERENCE_KEYS = ("inputs", "outputs")
+FOREIGN_KEY_KEYS = ("foreignKeyFrom", "foreignKeyTo")
 COLUMN_PARENTS = {
     "table": "tableQualifiedName",
     "tablePartition": "tableQualifiedName",
@@ -53,6 +57,18 @@ def qualified_name(entity: Mapping[str, Any]) -> str:
     return entity["attributes"]["qualifiedName"]
 
 
+_NAME_PATH = ("databaseName", "schemaName", "tableName", "viewName", "name")
+
+
+def describe(entity: Mapping[str, Any]) -> str:
+    """The object behind an entity by its verbatim names, e.g. `Table "shop"."a/b"."c"`."""
+    attributes = entity["attributes"]
+    names = [attributes[k] for k in _NAME_PATH if attributes.get(k) is not None]
+    return f"{entity.get('typeName', '?')} " + ".".join(
+        json.dumps(n, ensure_ascii=False) for n in names
+    )
+
+
 def repeated(values: array) -> set[int]:
     """Values that occur more than once: sort in Arrow (C++), compare neighbours."""
     if len(values) < 2:
@@ -76,10 +92,7 @@ def _check_references(
     """Record references whose target is unknown; with `deferred` (a typeName and a list),
     references to that type that are not known yet are kept for a later look instead."""
     attributes = entity["attributes"]
-    for key in REFERENCE_KEYS:
-        target = attributes.get(key)
-        if target is None:
-            continue
+    for key, target in _references(attributes, REFERENCE_KEYS, LIST_REFERENCE_KEYS):
         type_name = target.get("typeName")
         target_qn = target.get("uniqueAttributes", {}).get("qualifiedName")
         if target_qn in known.get(type_name, ()):
@@ -88,6 +101,18 @@ def _check_references(
             deferred[1].append((f"{qualified_name(entity)} -{key}->", type_name, target_qn))
         else:
             finding.add(f"{qualified_name(entity)} -{key}-> {type_name} {target_qn}")
+
+
+def _references(
+    attributes: Mapping[str, Any], single: Iterable[str], lists: Iterable[str]
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    for key in single:
+        target = attributes.get(key)
+        if target is not None:
+            yield key, target
+    for key in lists:
+        for target in attributes.get(key) or ():
+            yield key, target
 
 
 def _check_column(
@@ -157,8 +182,12 @@ class Scanner:
         known: Mapping[str, set[str]] | None = None,
         columns: bool = False,
         self_referencing: bool = False,
+        linked_columns: set[str] | None = None,
     ) -> None:
         self.result = Scan()
+        # columns the foreign-key links point at: each must pass by as a column of this output
+        self._linked = linked_columns
+        self._linked_seen: set[str] = set()
         self._known = dict(known or {})
         self._check_refs = known is not None or self_referencing
         self._columns = columns
@@ -172,12 +201,15 @@ class Scanner:
     def watch(self, entities: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
         """Pass the entities through, checking each one."""
         result, hashes, own = self.result, self._hashes, self._own
+        linked, linked_seen = self._linked, self._linked_seen
         for entity in entities:
             result.count += 1
             qn = entity["attributes"]["qualifiedName"]
             hashes.append(hash(qn))
             if own is not None:
                 own.add(qn)
+            if linked and qn in linked:
+                linked_seen.add(qn)
             if self._columns:
                 _check_column(entity, self._known, result.references, result.parents)
             elif self._check_refs:
@@ -188,6 +220,8 @@ class Scanner:
         """Resolve what had to wait for the end; `entities` regenerates the stream, read
         again only to name duplicates when some qualifiedName hash repeated."""
         result = self.result
+        for qn in sorted((self._linked or set()) - self._linked_seen):
+            result.references.add(f"a foreign key links to {qn}, which is not in the output")
         if self._deferred is not None:
             for source, type_name, target_qn in self._deferred[1]:
                 if target_qn not in self._known[type_name]:
@@ -195,10 +229,14 @@ class Scanner:
         suspects = repeated(self._hashes)
         self._hashes = array("q")
         if suspects:
-            counts = Counter(qn for qn in qualified_names(entities()) if hash(qn) in suspects)
-            for qn, n in sorted(counts.items()):
-                for _ in range(n - 1):
-                    result.duplicates.add(qn)
+            owners: dict[str, list[str]] = defaultdict(list)
+            for entity in entities():
+                qn = qualified_name(entity)
+                if hash(qn) in suspects:
+                    owners[qn].append(describe(entity))
+            for qn, objects in sorted(owners.items()):
+                for _ in range(len(objects) - 1):
+                    result.duplicates.add(f"{qn} is the name of {' and '.join(objects)}")
         return result
 
 

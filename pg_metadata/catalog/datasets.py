@@ -71,7 +71,7 @@ SCHEMAS = Dataset(
         ("schema_name", S, "Schema name, verbatim"),
         ("owner", S, "Owning role"),
         ("comment", S, "COMMENT ON SCHEMA"),
-        ("table_count", I64, "Tables that are not partitions (ordinary, partitioned, foreign)"),
+        ("table_count", I64, "Ordinary, partitioned and foreign tables, partitions included"),
         ("views_count", I64, "Views and materialized views"),
         ("partition_count", I64, "Partitions (of any depth)"),
     ),
@@ -86,14 +86,19 @@ TABLES = Dataset(
         ("schema_name", S, "Schema name"),
         ("table_oid", I64, "pg_class.oid"),
         ("table_name", S, "Relation name, verbatim"),
-        ("sql_name", S, "Quoted, schema-qualified SQL name"),
+        ("sql_name", S, "The name as SQL needs it (quote_ident)"),
         ("table_kind", S, "relkind: r, p, v, m, f"),
         ("table_type", S, "TABLE, PARTITIONED TABLE, FOREIGN TABLE, VIEW, MATERIALIZED VIEW"),
         ("owner", S, "Owning role"),
         ("comment", S, "COMMENT ON TABLE/VIEW"),
         ("column_count", I64, "Live columns (dropped columns excluded)"),
         ("row_count", I64, "Estimated rows (reltuples; partitioned: sum over leaves)"),
-        ("size_bytes", I64, "Heap+TOAST+index bytes from relpages (partitioned: sum over leaves)"),
+        (
+            "size_bytes",
+            I64,
+            "Heap+TOAST+index bytes, estimated from relpages unless exact_sizes "
+            "(partitioned: the same over its leaves)",
+        ),
         ("persistence", S, "relpersistence: p permanent, u unlogged"),
         ("is_typed", B, "Created OF a composite type"),
         ("is_insertable_into", B, "Accepts INSERT"),
@@ -113,11 +118,17 @@ TABLES = Dataset(
         ("root_schema", S, "Schema of the root partitioned table"),
         ("root_name", S, "Root partitioned table"),
         ("root_selected", B, "The root is extracted in the same run"),
-        ("view_definition", S, "pg_get_viewdef (views and materialized views)"),
+        ("view_definition", S, "pg_get_viewdef(oid), as pg_views shows it"),
         ("view_dependencies", S, "JSON [[schema, relation], ...] a view reads from"),
         ("foreign_server", S, "Foreign server of a foreign table"),
         ("foreign_data_wrapper", S, "Foreign-data wrapper of a foreign table"),
         ("foreign_options", S, "Foreign table options"),
+        ("row_security", B, "Row-level security enabled"),
+        ("constraints", S, "JSON [{name, type, definition}] of its constraints"),
+        ("indexes", S, "JSON [{name, definition, unique, primary, partial}] of its indexes"),
+        ("triggers", S, "JSON [{name, definition, enabled}] of its (non-internal) triggers"),
+        ("policies", S, "JSON [{name, command, permissive, roles, using, with_check}]"),
+        ("inherits", S, "JSON [[schema, table], ...] inheritance parents (not partitioning)"),
     ),
 )
 
@@ -152,10 +163,68 @@ COLUMNS = Dataset(
         ("is_primary", B, "In the primary key"),
         ("is_foreign", B, "In a foreign key"),
         ("is_unique", B, "In a unique constraint"),
+        ("is_indexed", B, "A key column of some index"),
         ("is_partition_key", B, "In the partition key of a partitioned table"),
         ("partition_order", I32, "Position in the partition key"),
         ("collation", S, "Non-default collation"),
         ("comment", S, "COMMENT ON COLUMN"),
+    ),
+)
+
+PROCEDURES = Dataset(
+    "procedures",
+    "Functions, procedures, aggregates and window functions of one database (not those of "
+    "extensions).",
+    (
+        ("database_name", S, "Database name"),
+        ("schema_name", S, "Schema name"),
+        ("procedure_oid", I64, "pg_proc.oid"),
+        ("procedure_name", S, "proname, verbatim"),
+        ("argument_types", S, "oidvectortypes(proargtypes): integer, text"),
+        ("is_overloaded", B, "Another routine of the schema has the same name"),
+        ("arguments", S, "pg_get_function_arguments"),
+        ("return_type", S, "pg_get_function_result (not for procedures)"),
+        ("kind", S, "prokind: f function, p procedure, a aggregate, w window"),
+        ("language", S, "Language"),
+        ("volatility", S, "provolatile: i, s, v"),
+        ("security_definer", B, "SECURITY DEFINER"),
+        ("owner", S, "Owning role"),
+        ("body", S, "prosrc: the body (Atlan's definition)"),
+        ("definition", S, "pg_get_functiondef, or a CREATE AGGREGATE rendering"),
+        ("comment", S, "COMMENT ON FUNCTION/PROCEDURE"),
+    ),
+)
+
+FOREIGN_KEYS = Dataset(
+    "foreign_keys",
+    "Column pairs of every foreign key touching a selected relation.",
+    (
+        ("database_name", S, "Database name"),
+        ("constraint_name", S, "Constraint name"),
+        ("position", I32, "Position of the pair in the key"),
+        ("schema_name", S, "Schema of the referencing table"),
+        ("table_name", S, "Referencing table"),
+        ("column_name", S, "Referencing column"),
+        ("selected", B, "The referencing table is extracted"),
+        ("ref_schema_name", S, "Schema of the referenced table"),
+        ("ref_table_name", S, "Referenced table"),
+        ("ref_column_name", S, "Referenced column"),
+        ("ref_selected", B, "The referenced table is extracted"),
+    ),
+)
+
+LINEAGE = Dataset(
+    "lineage",
+    "What each view and materialized view reads, from pg_depend (one row per view).",
+    (
+        ("database_name", S, "Database name"),
+        ("schema_name", S, "Schema of the view"),
+        ("view_oid", I64, "pg_class.oid of the view"),
+        ("view_name", S, "View name"),
+        ("view_kind", S, "v view, m materialized view"),
+        ("columns", S, "JSON [name, ...] of the view's columns in order"),
+        ("sources", S, "JSON [[schema, relation, relkind, is_partition, selected], ...]"),
+        ("used_columns", S, "JSON [[schema, relation, column], ...] the view reads"),
     ),
 )
 
@@ -168,5 +237,5 @@ FINGERPRINT = Dataset(
     ),
 )
 
-PER_DATABASE = (SCHEMAS, TABLES, COLUMNS)
+PER_DATABASE = (SCHEMAS, TABLES, COLUMNS, PROCEDURES, FOREIGN_KEYS, LINEAGE)
 BY_NAME = {d.name: d for d in (DATABASES, *PER_DATABASE, FINGERPRINT)}

@@ -229,9 +229,9 @@ def _copy_to_file(
         with open(path, "wb") as out:
             cur.copy_expert(copy, out, size=1 << 20)
     except psycopg2.Error as exc:
-        lost = type(exc) in (psycopg2.OperationalError, psycopg2.InterfaceError)
         raise ExtractionError(
-            describe_query_error(dataset.name, database, exc), transient=lost
+            describe_query_error(dataset.name, database, exc, cur.connection),
+            transient=connection_lost(exc, cur.connection),
         ) from None
     with open(path, "rb") as f:
         header = f.readline().decode("utf-8").rstrip("\r\n").split(",")
@@ -243,9 +243,38 @@ def _copy_to_file(
         )
 
 
-def describe_query_error(name: str, database: str, exc: psycopg2.Error) -> str:
+# SQLSTATEs that mean "try again": the server is going away or not accepting us yet, or (on a
+# hot standby) recovery cancelled the query. Everything else is a property of the catalog or
+# the role and fails the same way on a retry.
+_TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001"})
+
+
+def connection_lost(exc: psycopg2.Error, conn: psycopg2.extensions.connection | None) -> bool:
+    """Whether a query failed because the session went away (worth a retry), not the query."""
+    code = exc.pgcode or ""
+    if code in _TRANSIENT_SQLSTATES or code.startswith("08"):
+        return True
+    if code:
+        return False  # the server answered with an error of this query: permanent
+    # no SQLSTATE: libpq lost the link (incl. "error with status PGRES_COPY_OUT and no message")
+    closed = conn is not None and conn.closed != 0
+    return closed or isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
+
+
+def describe_query_error(
+    name: str,
+    database: str,
+    exc: psycopg2.Error,
+    conn: psycopg2.extensions.connection | None = None,
+) -> str:
     """One line naming the query, database and what to do."""
     message = " ".join((exc.pgerror or str(exc)).split()) or type(exc).__name__
+    if connection_lost(exc, conn):
+        return (
+            f"the server closed the connection during the {name} query on database "
+            f"{database!r} ({message}); the server restarted or the network dropped, and the "
+            "run can be retried"
+        )
     if isinstance(exc, psycopg2.errors.QueryCanceled):
         hint = "raise statement_timeout_ms if the catalog is very large"
     elif isinstance(exc, psycopg2.errors.LockNotAvailable):
@@ -254,8 +283,6 @@ def describe_query_error(name: str, database: str, exc: psycopg2.Error) -> str:
         hint = "grant EXECUTE on that function to the extractor role (PUBLIC has it by default)"
     elif isinstance(exc, psycopg2.errors.InsufficientPrivilege):
         hint = "grant the extractor role CONNECT on the database"
-    elif isinstance(exc, psycopg2.OperationalError):
-        hint = "the connection was lost; the run can be retried"
     else:
         hint = "see the server log for details"
     return f"catalog query {name!r} failed on database {database!r}: {message} ({hint})"
@@ -281,8 +308,8 @@ def query_rows(
         conn.commit()
     except psycopg2.Error as exc:
         _rollback_quietly(conn)
-        lost = type(exc) in (psycopg2.OperationalError, psycopg2.InterfaceError)
         raise ExtractionError(
-            describe_query_error(dataset.name, conn.info.dbname, exc), transient=lost
+            describe_query_error(dataset.name, conn.info.dbname, exc, conn),
+            transient=connection_lost(exc, conn),
         ) from None
     return rows

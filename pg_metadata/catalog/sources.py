@@ -72,6 +72,7 @@ class Source:
     connect_timeout_s: int = 10
     statement_timeout_ms: int = 300_000
     lock_timeout_ms: int = 5_000
+    exact_sizes: bool = False
     schedule: str = DEFAULT_CRON
     schedule_timezone: str = "UTC"
     discovery_interval_s: int = 300
@@ -112,6 +113,10 @@ class Source:
     def catalog_filter(self) -> CatalogFilter:
         """The validated include/exclude/temp-table filters."""
         return CatalogFilter.parse(self.include, self.exclude, self.temp_table_regex)
+
+    def sql_params(self) -> dict[str, Any]:
+        """Bind parameters of every catalog query: the filters, and exact_sizes."""
+        return {**self.catalog_filter.sql_params(), "exact_sizes": self.exact_sizes}
 
     @cached_property
     def auth_settings(self) -> AwsAuthSettings:
@@ -217,6 +222,7 @@ _ENV_FIELDS = {
     "PG_METADATA_SCHEDULE_TIMEZONE": "schedule_timezone",
     "PG_METADATA_DISCOVERY_INTERVAL": "discovery_interval_s",
     "PG_METADATA_CHANGE_INTERVAL": "change_interval_s",
+    "PG_METADATA_EXACT_SIZES": "exact_sizes",
 }
 _FIELDS = {f.name: f for f in dataclasses.fields(Source)}
 _INT_FIELDS = frozenset(
@@ -224,7 +230,15 @@ _INT_FIELDS = frozenset(
 )
 
 
+_BOOL_FIELDS = frozenset(n for n, f in _FIELDS.items() if f.type == "bool")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def _env_value(var: str, key: str, text: str) -> Any:
+    if key in _BOOL_FIELDS:
+        if text.lower() not in _TRUE + _FALSE:
+            raise ConfigError(f"{var} {text!r} must be one of on/off, true/false, 1/0")
+        return text.lower() in _TRUE
     if key not in _INT_FIELDS:
         return text
     try:
@@ -267,6 +281,11 @@ def source_from_mapping(
             continue
         if key in _INT_FIELDS:
             value = _whole_number(value, f"{where}: {key}")
+        if key in _BOOL_FIELDS:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+            values[key] = value
+            continue
         if key in ("include", "exclude") and not isinstance(value, str | dict):
             raise ConfigError(f"{where}: {key} must be a mapping or a JSON string")
         text_key = key not in _INT_FIELDS and key not in ("include", "exclude")

@@ -9,13 +9,18 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pg_metadata.atlan import columns as COLS
 from pg_metadata.atlan import entities as E
-from pg_metadata.atlan import validation as V
+from pg_metadata.atlan import lineage as L
+from pg_metadata.atlan.procedures import procedure_entities
 from pg_metadata.catalog.datasets import (
     COLUMNS,
     DATABASES,
     FINGERPRINT,
+    FOREIGN_KEYS,
+    LINEAGE,
     PER_DATABASE,
+    PROCEDURES,
     SCHEMAS,
     TABLES,
     Dataset,
@@ -99,7 +104,7 @@ def databases_asset(plan: SourcePlan) -> dg.AssetsDefinition:
         source = plan.source
         with user_errors(context, source.retries):
             ensure_pool_limit(context.instance, plan)
-            params = source.catalog_filter.sql_params()
+            params = source.sql_params()
             conn = plan.connector.connect()
             try:
                 with read_catalog(conn, [DATABASES], params) as snapshot:
@@ -149,7 +154,7 @@ def catalog_asset(plan: SourcePlan) -> dg.AssetsDefinition:
         source = plan.source
         selected = [d for d in PER_DATABASE if plan.raw_key(d) in context.selected_asset_keys]
         with user_errors(context, source.retries):
-            params = source.catalog_filter.sql_params()
+            params = source.sql_params()
             with contextlib.ExitStack() as connections:
                 connect = plan.connector.connect
                 conn = connections.enter_context(contextlib.closing(connect(database)))
@@ -189,12 +194,21 @@ def checked_entities(
     referenced: dict[str, JsonLinesFile],
     raw: ParquetFile | None,
     metadata: dict[str, Any] | None = None,
+    known: dict[str, set[str]] | None = None,
+    linked_columns: set[str] | None = None,
+    output_name: str = "result",
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-    """Emit the entities (the IO manager writes them as they are checked), then the checks."""
+    """Emit the entities (the IO manager writes them as they are checked), then the checks.
+    `known` gives names of referenced types directly (instead of reading their files)."""
     inputs = C.referenced_inputs(type_name)
-    known = {t: set(V.qualified_names(referenced[name])) for name, t in inputs.items()}
-    scanner = C.scanner(type_name, known)
-    yield dg.Output(Entities(type_name, scanner.watch(entities())), metadata=metadata)
+    known = dict(known or {})
+    for name, t in inputs.items():
+        if t not in known:
+            known[t] = set(referenced[name].qualified_names())
+    scanner = C.scanner(type_name, known, linked_columns)
+    yield dg.Output(
+        Entities(type_name, scanner.watch(entities())), output_name=output_name, metadata=metadata
+    )
     found = scanner.finish(entities)
     expected = C.expected_count(type_name, raw)
     yield from C.check_results(plan.entity_key(type_name), type_name, found, expected)
@@ -287,6 +301,7 @@ _MAY_BE: dict[str, Callable[[pa.RecordBatch], pa.Array]] = {
     E.TABLE_PARTITION: lambda b: b.column("is_partition"),
     E.VIEW: lambda b: pc.match_substring_regex(b.column("table_kind"), "^v$"),
     E.MATERIALISED_VIEW: lambda b: pc.match_substring_regex(b.column("table_kind"), "^m$"),
+    E.VIEW_OR_MV: lambda b: pc.match_substring_regex(b.column("table_kind"), "^[vm]$"),
 }
 
 
@@ -299,8 +314,121 @@ def _schemas(raw: ParquetFile, ctx: E.AtlanContext) -> Iterator[dict[str, Any]]:
     return (E.schema_entity(row, ctx) for row in raw.rows())
 
 
-def _columns(raw: ParquetFile, ctx: E.AtlanContext) -> Iterator[dict[str, Any]]:
-    return E.column_entities_from_batches(raw.batches(), ctx)
+def _procedures(raw: ParquetFile, ctx: E.AtlanContext) -> Iterator[dict[str, Any]]:
+    return procedure_entities(raw.rows(), ctx)
+
+
+def column_entity_asset(plan: SourcePlan) -> dg.AssetsDefinition:
+    """Column entities with their foreign-key links, checked while written."""
+    referenced = {
+        name: dg.AssetIn(plan.entity_key(t)) for name, t in C.referenced_inputs(E.COLUMN).items()
+    }
+    raw_key = plan.raw_key(COLUMNS)
+
+    @dg.asset(
+        ins={
+            "raw": dg.AssetIn(raw_key),
+            "foreign_keys": dg.AssetIn(plan.raw_key(FOREIGN_KEYS)),
+            **referenced,
+        },
+        **_entity_args(plan, E.COLUMN),
+    )
+    def _columns(
+        context: dg.AssetExecutionContext,
+        raw: ParquetFile,
+        foreign_keys: ParquetFile,
+        **referenced_entities: JsonLinesFile,
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        with user_errors():
+            ctx = atlan_context(context, plan)
+        keys = COLS.ForeignKeys.from_rows(foreign_keys.rows(), ctx)
+        yield from checked_entities(
+            plan,
+            E.COLUMN,
+            lambda: COLS.column_entities_from_batches(raw.batches(), ctx, keys),
+            referenced_entities,
+            raw,
+            metadata={
+                "dagster/column_lineage": column_lineage(E.COLUMN, raw_key),
+                "foreign_key_links": keys.kept,
+                "foreign_key_links_filtered_out": keys.omitted,
+            },
+            linked_columns=keys.columns,
+        )
+
+    return _columns
+
+
+def lineage_asset(plan: SourcePlan) -> dg.AssetsDefinition:
+    """Process and ColumnProcess entities of every view, from pg_depend and the definitions."""
+    outs = {}
+    for type_name in (E.PROCESS, E.COLUMN_PROCESS):
+        path = ENTITY_PATHS[type_name]
+        outs[path.split("/")[1]] = dg.AssetOut(
+            **spec_args(plan.specs[path], path), io_manager_key=plan.io_manager_key
+        )
+    relation_ins = {
+        name: dg.AssetIn(plan.entity_key(t)) for name, t in C.referenced_inputs(E.PROCESS).items()
+    }
+
+    @dg.multi_asset(
+        name=f"{plan.name}__atlan__lineage",
+        outs=outs,
+        ins={
+            "lineage": dg.AssetIn(plan.raw_key(LINEAGE)),
+            "tables": dg.AssetIn(plan.raw_key(TABLES)),
+            "column": dg.AssetIn(plan.entity_key(E.COLUMN)),
+            **relation_ins,
+        },
+        partitions_def=plan.partitions,
+        check_specs=C.check_specs(plan, E.PROCESS) + C.check_specs(plan, E.COLUMN_PROCESS),
+    )
+    def _lineage(
+        context: dg.AssetExecutionContext,
+        lineage: ParquetFile,
+        tables: ParquetFile,
+        column: JsonLinesFile,
+        **relations: JsonLinesFile,
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        with user_errors():
+            ctx = atlan_context(context, plan)
+        definitions = {
+            r["table_oid"]: r["view_definition"]
+            for r in tables.rows(
+                ["table_oid", "table_kind", "view_definition"], where=_MAY_BE[E.VIEW_OR_MV]
+            )
+        }
+        processes, column_processes, stats = L.lineage_results(
+            list(lineage.rows()), definitions, ctx
+        )
+        if stats.examples:
+            context.log.warning(
+                f"view lineage: {stats.metadata()}; e.g. {'; '.join(stats.examples[:3])}"
+            )
+        yield from checked_entities(
+            plan, E.PROCESS, lambda: processes, relations, lineage, output_name="process"
+        )
+        wanted = {
+            r["uniqueAttributes"]["qualifiedName"]
+            for e in column_processes
+            for r in (*e["attributes"]["inputs"], *e["attributes"]["outputs"])
+        }
+        known = {
+            E.COLUMN: column.present(wanted),
+            E.PROCESS: {e["attributes"]["qualifiedName"] for e in processes},
+        }
+        yield from checked_entities(
+            plan,
+            E.COLUMN_PROCESS,
+            lambda: column_processes,
+            {},
+            None,
+            metadata=stats.metadata(),
+            known=known,
+            output_name="column_process",
+        )
+
+    return _lineage
 
 
 def entity_assets(plan: SourcePlan) -> list[dg.AssetsDefinition]:
@@ -309,5 +437,7 @@ def entity_assets(plan: SourcePlan) -> list[dg.AssetsDefinition]:
         database_entity_asset(plan),
         entity_asset(plan, E.SCHEMA, SCHEMAS, _schemas),
         *(entity_asset(plan, t, TABLES, _relations_of(t)) for t in E.RELATION_TYPES),
-        entity_asset(plan, E.COLUMN, COLUMNS, _columns),
+        column_entity_asset(plan),
+        entity_asset(plan, E.PROCEDURE, PROCEDURES, _procedures),
+        lineage_asset(plan),
     ]

@@ -33,7 +33,7 @@ def list_databases(plan: SourcePlan) -> list[str]:
     """Names of the databases the filters select, from one query on the first database."""
     conn = plan.connector.connect()
     try:
-        rows = query_rows(conn, DATABASES, plan.source.catalog_filter.sql_params())
+        rows = query_rows(conn, DATABASES, plan.source.sql_params())
     finally:
         conn.close()
     return [r["database_name"] for r in rows if is_valid_partition_key(r["database_name"])]
@@ -43,7 +43,7 @@ def catalog_fingerprint(plan: SourcePlan, db: str) -> str:
     """The current fingerprint of one database's selected catalog."""
     conn = plan.connector.connect(db)
     try:
-        (row,) = query_rows(conn, FINGERPRINT, plan.source.catalog_filter.sql_params())
+        (row,) = query_rows(conn, FINGERPRINT, plan.source.sql_params())
     finally:
         conn.close()
     return row["fingerprint"]

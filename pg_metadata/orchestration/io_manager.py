@@ -1,7 +1,7 @@
 """The IO manager: raw datasets as Parquet, entities as JSON Lines, under a run-scoped prefix.
 
 Layout under ``<target>/<source>/``: ``runs/<run_id>/<path>[/<database>].<ext>``, where the path is
-the asset's stable path (``raw/tables``, ``atlan/column``), whatever its key. Each output is
+the asset's stable path (``raw/tables``, ``transformed/column``), whatever its key. Each output is
 staged locally and published whole. Its URI and row count are recorded in the materialization,
 and loading an input looks up the latest materialization of that asset (and partition), so
 downstream assets load upstream files written by the same run or by any earlier run.
@@ -9,6 +9,7 @@ downstream assets load upstream files written by the same run or by any earlier 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -22,12 +23,19 @@ from pg_metadata.orchestration.resources import OutputTarget
 from pg_metadata.output.formats import (
     Entities,
     JsonLinesFile,
+    NamesIndex,
     ParquetFile,
     TableSource,
+    file_sha256,
     write_json_lines,
     write_parquet,
 )
 from pg_metadata.output.storage import encode_segment
+
+
+def names_key(path: str) -> str:
+    """Where an entity file's names index goes: transformed/column -> index/column."""
+    return "index/" + path.split("/", 1)[1]
 
 
 def output_key(run_id: str, path: str, partition: str | None, ext: str) -> str:
@@ -73,38 +81,57 @@ class CatalogIOManager(dg.ConfigurableIOManager):
         store = self.output.store()
         partition = context.asset_partition_key if context.has_asset_partitions else None
         preview: list[dict[str, Any]] = []
+        digest = hashlib.sha256()
+        path = str(context.definition_metadata[PATH_METADATA])
+        staging = store.staging_dir() / f"{context.run_id}-{path.replace('/', '.')}.part"
+        names: NamesIndex | None = None
         if isinstance(obj, Entities):
-            items = _keep_first(obj.items, preview, PREVIEW_ROWS)
-            ext, writer = ".json", lambda p: write_json_lines(items, p)
+            names = NamesIndex(staging.with_suffix(".names"))
+            items = names.watch(_keep_first(obj.items, preview, PREVIEW_ROWS))
+            ext, writer = ".json", lambda p: write_json_lines(items, p, digest)
         else:
             source = TableSource(obj) if isinstance(obj, pa.Table) else obj
             ext, writer = ".parquet", lambda p: write_parquet(source, p)
-        path = str(context.definition_metadata[PATH_METADATA])
+            digest = None
         key = output_key(context.run_id, path, partition, ext)
-        staging = store.staging_dir() / f"{context.run_id}-{path.replace('/', '.')}.part"
+        names_uri = None
         try:
             rows = writer(staging)
             size = staging.stat().st_size
+            sha256 = digest.hexdigest() if digest is not None else file_sha256(staging)
+            if names is not None:
+                names.close()
+                index_key = output_key(context.run_id, names_key(path), partition, ".jsonl")
+                names_uri = store.publish(names.path, index_key)
             uri = store.publish(staging, key)
         finally:
             staging.unlink(missing_ok=True)
+            if names is not None:
+                names.close()
+                names.path.unlink(missing_ok=True)
         metadata: dict[str, Any] = {
             "uri": dg.MetadataValue.path(uri),
             "dagster/row_count": rows,
             "size_bytes": size,
+            "sha256": sha256,
         }
         if isinstance(obj, Entities):
             metadata["preview"] = dg.MetadataValue.md(preview_markdown(preview))
+            metadata["names_uri"] = dg.MetadataValue.path(names_uri)
         context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> Any:
-        uri = self._upstream_uri(context)
-        local = self.output.store().fetch(uri)
+        store = self.output.store()
+        metadata = self._upstream_metadata(context)
+        uri = str(metadata["uri"].value)
         if uri.endswith(".parquet"):
-            return ParquetFile(local)
-        return JsonLinesFile(local)
+            return ParquetFile(store.fetch(uri))
+        # entity inputs are read for their names: the small index, the file itself on demand
+        names = metadata.get("names_uri")
+        names_path = store.fetch(str(names.value)) if names is not None else None
+        return JsonLinesFile(None, names_path, fetch=lambda: store.fetch(uri))
 
-    def _upstream_uri(self, context: dg.InputContext) -> str:
+    def _upstream_metadata(self, context: dg.InputContext) -> dict[str, Any]:
         key = context.asset_key
         partition = context.asset_partition_key if context.has_asset_partitions else None
         latest = latest_materialization(context.instance, key, partition)
@@ -113,4 +140,4 @@ class CatalogIOManager(dg.ConfigurableIOManager):
             if partition is not None:
                 where += f" for database {partition!r}"
             raise OutputError(f"no output of {where} found; materialize it first")
-        return str(latest[0].metadata["uri"].value)
+        return dict(latest[0].metadata)

@@ -3,6 +3,11 @@
 ``<source>/runs/<run_id>/manifest/<database>.json`` is written by each run that completes, then
 ``<source>/latest/<database>.json`` is replaced by the same document. A run that fails never
 gets here, so ``latest/`` always points at a complete output.
+
+It also lists what was deleted: per type, the qualifiedNames of the previous complete output
+(the ``latest/`` manifest being replaced) that are absent now, compared through the names
+index of each entity file. Only when the previous output read the same filters; otherwise the
+manifest says why it lists none.
 """
 
 import datetime as dt
@@ -22,7 +27,8 @@ from pg_metadata.orchestration.plan import (
     SourcePlan,
 )
 from pg_metadata.orchestration.resources import OutputTarget
-from pg_metadata.output.storage import encode_segment
+from pg_metadata.output.formats import read_names
+from pg_metadata.output.storage import ObjectStore, encode_segment
 
 MANIFEST_FORMAT = "pg_metadata.manifest/2"
 PER_DATABASE_PATHS = [p for n, p in RAW_PATHS.items() if n != DATABASES.name] + list(
@@ -46,6 +52,8 @@ def latest_file(
         "uri": str(meta["uri"].value),
         "rows": int(meta["dagster/row_count"].value),
         "bytes": int(meta["size_bytes"].value) if "size_bytes" in meta else None,
+        "sha256": str(meta["sha256"].value) if "sha256" in meta else None,
+        "names_uri": str(meta["names_uri"].value) if "names_uri" in meta else None,
         "run_id": run_id,
     }
 
@@ -63,9 +71,38 @@ def build_manifest(
         "database": database,
         "run_id": run_id,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "filters": filters_of(plan),
         "files": files,
         "entities": {t: rows[p] for t, p in ENTITY_PATHS.items()},
     }
+
+
+def filters_of(plan: SourcePlan) -> dict[str, Any]:
+    """What the output selected: the anchored include/exclude rules and the temp-table regex."""
+    return plan.source.catalog_filter.describe()
+
+
+def deletions(
+    store: ObjectStore, doc: dict[str, Any], previous: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Manifest fields for what the previous complete output had and this one has not."""
+    if previous is None:
+        return {"deleted": {}, "deleted_note": "first complete output of this database"}
+    if previous.get("filters") != doc["filters"]:
+        return {
+            "deleted": None,
+            "deleted_note": f"not computed: the filters changed since run {previous['run_id']}",
+        }
+    before = {f["path"]: f.get("names_uri") for f in previous.get("files", [])}
+    deleted: dict[str, list[str]] = {}
+    for f in doc["files"]:
+        old = before.get(f["path"])
+        if f["path"] not in ENTITY_PATHS.values() or not old or not f.get("names_uri"):
+            continue
+        gone = set(read_names(store.fetch(old))) - set(read_names(store.fetch(f["names_uri"])))
+        type_name = next(t for t, p in ENTITY_PATHS.items() if p == f["path"])
+        deleted[type_name] = sorted(gone)
+    return {"deleted": deleted, "deleted_since_run": previous["run_id"]}
 
 
 def manifest_asset(plan: SourcePlan) -> dg.AssetsDefinition:
@@ -82,9 +119,11 @@ def manifest_asset(plan: SourcePlan) -> dg.AssetsDefinition:
         output: OutputTarget = getattr(context.resources, plan.io_manager_key).output
         try:
             doc = build_manifest(context.instance, plan, database, context.run.run_id)
-            data = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")
             store = output.store()
             segment = encode_segment(database)
+            previous = store.read_bytes(f"latest/{segment}.json")
+            doc.update(deletions(store, doc, json.loads(previous) if previous else None))
+            data = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")
             uri = store.publish_bytes(data, f"runs/{context.run.run_id}/manifest/{segment}.json")
             latest = store.publish_bytes(data, f"latest/{segment}.json")
         except OutputError as exc:
@@ -95,6 +134,11 @@ def manifest_asset(plan: SourcePlan) -> dg.AssetsDefinition:
                 "latest": dg.MetadataValue.path(latest),
                 "dagster/row_count": len(doc["files"]),
                 "entities": dg.MetadataValue.json(doc["entities"]),
+                "deleted": dg.MetadataValue.json(
+                    {t: len(n) for t, n in (doc["deleted"] or {}).items() if n}
+                    if doc["deleted"] is not None
+                    else doc["deleted_note"]
+                ),
             }
         )
 

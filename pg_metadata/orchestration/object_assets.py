@@ -17,7 +17,6 @@ from typing import Any
 import dagster as dg
 import pyarrow.parquet as pq
 
-from pg_metadata.atlan.entities import qn_segment
 from pg_metadata.output.storage import ObjectStore
 
 COLUMNS = [
@@ -34,9 +33,14 @@ COLUMNS = [
 KINDS = {"r": "table", "p": "table", "f": "table", "v": "view", "m": "view"}
 
 
+def key_segment(name: str) -> str:
+    """A name as one asset key part: `%` and `/` percent-encoded, so parts never merge."""
+    return name.replace("%", "%25").replace("/", "%2F")
+
+
 def object_key(source: str, database: str, schema: str, relation: str) -> dg.AssetKey:
     """Asset key of a relation: <source>/postgres/<db>/<schema>/<relation>, `/` encoded."""
-    parts = [qn_segment(database), qn_segment(schema), qn_segment(relation)]
+    parts = [key_segment(database), key_segment(schema), key_segment(relation)]
     return dg.AssetKey([source, "postgres", *parts])
 
 

@@ -1,7 +1,8 @@
 """Everything the Dagster layer derives from one source: asset specs, keys, names, a connector.
 
-Each asset has a stable *path* (``raw/tables``, ``atlan/column``, ``output/manifest``) that
-names its files and its entry in the manifest, whatever key the translator gives the asset.
+Each asset has a stable *path* (``raw/tables``, ``transformed/column``, ``output/manifest``) that
+names its files inside a run prefix, as Atlan's SDK v3 lays them out (``raw/<dataset>/``,
+``transformed/<entity>/``), and its entry in the manifest, whatever key the translator gives it.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ PATH_METADATA = "pg_metadata/path"  # definition metadata: the asset's stable ou
 SOURCE_TAG = "pg_metadata/source"  # run tag on every job of a source (queue limits per source)
 RAW_PATHS = {d.name: f"raw/{d.name}" for d in (DATABASES, *PER_DATABASE)}
 ENTITY_PATHS = {
-    E.DATABASE: "atlan/database",
-    E.SCHEMA: "atlan/schema",
-    E.TABLE: "atlan/table",
-    E.TABLE_PARTITION: "atlan/table_partition",
-    E.VIEW: "atlan/view",
-    E.MATERIALISED_VIEW: "atlan/materialised_view",
-    E.COLUMN: "atlan/column",
+    E.DATABASE: "transformed/database",
+    E.SCHEMA: "transformed/schema",
+    E.TABLE: "transformed/table",
+    E.TABLE_PARTITION: "transformed/table_partition",
+    E.VIEW: "transformed/view",
+    E.MATERIALISED_VIEW: "transformed/materialised_view",
+    E.COLUMN: "transformed/column",
+    E.PROCEDURE: "transformed/procedure",
+    E.PROCESS: "transformed/process",
+    E.COLUMN_PROCESS: "transformed/column_process",
 }
 MANIFEST_PATH = "output/manifest"
 ALL_PATHS = (*RAW_PATHS.values(), *ENTITY_PATHS.values(), MANIFEST_PATH)
@@ -38,11 +42,11 @@ class CatalogAssetData:
     """One asset of a source, as handed to the translator and to a Component's `translation`."""
 
     source: Source
-    path: str  # e.g. "raw/tables", "atlan/column", "output/manifest"
+    path: str  # e.g. "raw/tables", "transformed/column", "output/manifest"
 
     @property
     def layer(self) -> str:
-        """`raw`, `atlan` or `output`."""
+        """`raw`, `transformed` or `output`."""
         return self.path.split("/")[0]
 
     @property

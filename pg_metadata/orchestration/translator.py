@@ -1,6 +1,7 @@
 """The translator: the base AssetSpec of every asset of a source.
 
-Keys are ``<source>/raw/<dataset>``, ``<source>/atlan/<type>`` and ``<source>/output/manifest``;
+Keys are ``<source>/raw/<dataset>``, ``<source>/atlan/<type>`` (files under
+``transformed/<type>/``) and ``<source>/output/manifest``;
 every asset of a source is in the group named after it. Subclass and override
 `get_asset_spec`, or give a Component a `translation`, to change keys, groups, owners, tags,
 descriptions or automation; dependencies, partitions and pools are not the translator's.
@@ -47,7 +48,9 @@ class PostgresCatalogTranslator:
     def get_asset_spec(self, data: CatalogAssetData) -> dg.AssetSpec:
         """The spec of one asset: key, group, kinds, description and schema metadata."""
         source = data.source.name
-        key = dg.AssetKey([source, *data.path.split("/")])
+        key = dg.AssetKey(
+            [source, "atlan" if data.layer == "transformed" else data.layer, data.name]
+        )
         if data.layer == "raw":
             dataset = BY_NAME[data.name]
             return dg.AssetSpec(
@@ -57,7 +60,7 @@ class PostgresCatalogTranslator:
                 description=dataset.description,
                 metadata={"dagster/column_schema": column_schema(dataset)},
             )
-        if data.layer == "atlan":
+        if data.layer == "transformed":
             type_name = data.type_name or ""
             return dg.AssetSpec(
                 key,

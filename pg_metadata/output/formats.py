@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -83,16 +84,82 @@ class Entities:
 
 @dataclass
 class JsonLinesFile:
-    """A JSON Lines file on local disk."""
+    """A JSON Lines file of entities on local disk, and the index of their qualifiedNames."""
 
-    path: Path
+    path: Path | None
+    names_path: Path | None = None
+    fetch: Callable[[], Path] | None = None  # gets the file when `path` is not local yet
+
+    def qualified_names(self) -> list[str]:
+        """Every entity's qualifiedName, from the names index when there is one."""
+        if self.names_path is not None:
+            return read_names(self.names_path)
+        return [e["attributes"]["qualifiedName"] for e in self]
+
+    def present(self, wanted: set[str]) -> set[str]:
+        """Which of `wanted` are qualifiedNames of this file, streaming its names index (a
+        million names need not be held as a set to check a few thousand references)."""
+        if self.names_path is None:
+            return wanted & set(self.qualified_names())
+        found: set[str] = set()
+        loads = orjson.loads
+        with open(self.names_path, "rb") as f:
+            for line in f:
+                name = loads(line)
+                if name in wanted:
+                    found.add(name)
+        return found
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         loads = orjson.loads
+        if self.path is None and self.fetch is not None:
+            self.path = self.fetch()
         with open(self.path, "rb", buffering=1 << 20) as f:
             for line in f:
                 if len(line) > 1:
                     yield loads(line)
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class NamesIndex:
+    """Collects the qualifiedNames of entities on their way to a file, written as one JSON
+    string per line (names may hold newlines; JSON escapes them), in chunks: flat memory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self._chunk: list[bytes] = []
+
+    def watch(self, items: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        dumps, chunk = orjson.dumps, self._chunk
+        for item in items:
+            chunk.append(dumps(item["attributes"]["qualifiedName"]))
+            if len(chunk) >= 65_536:
+                self._flush()
+            yield item
+
+    def _flush(self) -> None:
+        if self._chunk:
+            self._file.write(b"\n".join(self._chunk) + b"\n")
+            self._chunk.clear()
+
+    def close(self) -> None:
+        self._flush()
+        self._file.close()
+
+
+def read_names(path: Path) -> list[str]:
+    """The names of a names index."""
+    data = path.read_bytes().rstrip(b"\n")
+    return orjson.loads(b"[" + data.replace(b"\n", b",") + b"]") if data else []
 
 
 def write_parquet(source: ArrowSource, path: Path) -> int:
@@ -107,16 +174,17 @@ def write_parquet(source: ArrowSource, path: Path) -> int:
     return rows
 
 
-def write_json_lines(items: Iterable[dict[str, Any]], path: Path) -> int:
+def write_json_lines(items: Iterable[dict[str, Any]], path: Path, digest: Any | None = None) -> int:
     """Write one JSON object per line (NaN becomes null); returns the line count.
 
-    Encoding stays on this thread; a writer thread copies each ~1 MiB chunk into the file, so
-    the kernel's share of writing a gigabyte runs on another core (file writes release the GIL).
+    Encoding stays on this thread; a writer thread hashes (`digest`, e.g. hashlib.sha256())
+    and copies each ~1 MiB chunk into the file, so hashing and the kernel's share of writing a
+    gigabyte run on another core (both release the GIL).
     """
     count = 0
     dumps = orjson.dumps
     newline = orjson.OPT_APPEND_NEWLINE
-    with _ChunkWriter(path) as out:
+    with _ChunkWriter(path, digest) as out:
         lines: list[bytes] = []
         size = 0
         for item in items:
@@ -138,8 +206,9 @@ _QUEUED_CHUNKS = 4  # at most this many chunks wait for the disk: memory stays f
 class _ChunkWriter:
     """Writes byte chunks to a file on a background thread, in order."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, digest: Any | None = None) -> None:
         self._file = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by the thread
+        self._digest = digest
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED_CHUNKS)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, name="pg_metadata-writer")
@@ -157,6 +226,8 @@ class _ChunkWriter:
     def _drain(self) -> None:
         try:
             while (chunk := self._queue.get()) is not None:
+                if self._digest is not None:
+                    self._digest.update(chunk)
                 self._file.write(chunk)
         except BaseException as exc:  # e.g. disk full: reported on the next put or at exit
             self._error = exc

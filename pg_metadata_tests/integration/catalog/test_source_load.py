@@ -77,22 +77,23 @@ def verbs(statements: list[str]) -> list[str]:
 def test_statement_count_is_constant(pg_cluster, tmp_path, tables):
     sent = extract_and_log(pg_cluster, tmp_path, tables)
     # Two connections in one snapshot. Main: BEGIN, pg_export_snapshot(), COPY schemas,
-    # tables and fingerprint, COMMIT. Helper: BEGIN, SET TRANSACTION SNAPSHOT, COPY columns,
-    # COMMIT. The two interleave in the log, so compare them as a multiset.
-    assert len(sent) == 10, sent
+    # tables, procedures, foreign keys, lineage and fingerprint, COMMIT. Helper: BEGIN, SET
+    # TRANSACTION SNAPSHOT, COPY columns, COMMIT. The two interleave in the log, so compare them
+    # as a multiset.
+    assert len(sent) == 13, sent
     assert sent.count("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") == 2
-    assert verbs(sent) == sorted(["BEGIN"] * 2 + ["SELECT", "SET"] + ["COPY"] * 4 + ["COMMIT"] * 2)
+    assert verbs(sent) == sorted(["BEGIN"] * 2 + ["SELECT", "SET"] + ["COPY"] * 7 + ["COMMIT"] * 2)
     exported = next(s for s in sent if s.startswith("SET TRANSACTION SNAPSHOT"))
     assert re.fullmatch(r"SET TRANSACTION SNAPSHOT '[0-9A-F-]+'", exported), exported
 
 
-def test_one_connection_sends_six_statements(pg_cluster, tmp_path):
+def test_one_connection_sends_nine_statements(pg_cluster, tmp_path):
     sent = extract_and_log(pg_cluster, tmp_path, 300, query_connections=1)
-    # BEGIN (read only, repeatable read), one COPY each for schemas, tables, columns and the
-    # catalog fingerprint, COMMIT
-    assert len(sent) == 6, sent
+    # BEGIN (read only, repeatable read), one COPY each for schemas, tables, columns,
+    # procedures, foreign keys, lineage and the catalog fingerprint, COMMIT
+    assert len(sent) == 9, sent
     assert sent[0] == "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-    assert [s.split(" ", 1)[0] for s in sent[1:]] == ["COPY"] * 4 + ["COMMIT"]
+    assert [s.split(" ", 1)[0] for s in sent[1:]] == ["COPY"] * 7 + ["COMMIT"]
 
 
 def extract_shop(cluster, tmp_path, **kw) -> tuple[PipelineRun, list[str]]:
@@ -112,7 +113,7 @@ def test_read_replica_shares_one_snapshot_across_two_connections(pg_cluster, pg_
     assert pg_standby.query("SELECT pg_is_in_recovery()") == [(True,)]
     primary, _ = extract_shop(pg_cluster, tmp_path / "primary")
     replica, sent = extract_shop(pg_standby, tmp_path / "replica")
-    assert len(sent) == 10 and any(s.startswith("SET TRANSACTION SNAPSHOT") for s in sent), sent
+    assert len(sent) == 13 and any(s.startswith("SET TRANSACTION SNAPSHOT") for s in sent), sent
     assert replica.manifest("shop")["entities"] == primary.manifest("shop")["entities"]
     assert replica.qualified_names("shop") == primary.qualified_names("shop")
 
@@ -124,7 +125,7 @@ def test_no_snapshot_export_falls_back_to_one_connection(pg_cluster, catalog_db,
     with revoked(pg_cluster, catalog_db.shop, "pg_catalog.pg_export_snapshot()"):
         one, sent = extract_shop(pg_cluster, tmp_path / "one", **reader)
     # the refused export and its ROLLBACK, then BEGIN, 4 COPY, COMMIT on the same connection
-    assert verbs(sent) == sorted(["BEGIN"] * 2 + ["SELECT", "ROLLBACK"] + ["COPY"] * 4 + ["COMMIT"])
+    assert verbs(sent) == sorted(["BEGIN"] * 2 + ["SELECT", "ROLLBACK"] + ["COPY"] * 7 + ["COMMIT"])
     assert not any(s.startswith("SET TRANSACTION SNAPSHOT") for s in sent)
     assert one.manifest("shop")["entities"] == both.manifest("shop")["entities"]
     assert one.qualified_names("shop") == both.qualified_names("shop")

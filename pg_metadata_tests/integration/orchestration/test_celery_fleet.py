@@ -448,7 +448,7 @@ def _manifest(target: Path, source: str, database: str) -> dict:
 def _qualified_names(manifest: dict) -> list[str]:
     names = []
     for file in manifest["files"]:
-        if file["path"].startswith("atlan/"):
+        if file["path"].startswith("transformed/"):
             uri = file["uri"]
             local = Path(uri[7:] if uri.startswith("file://") else uri)
             for line in local.read_text("utf-8").splitlines():

@@ -32,11 +32,11 @@ def corrupted(columns: Iterator[dict]) -> Iterator[dict]:
 def test_each_check_catches_its_corruption_while_writing(
     pg_cluster, catalog_db, tmp_path, monkeypatch
 ):
-    from pg_metadata.atlan import entities
+    from pg_metadata.atlan import columns
 
-    real = entities.column_entities_from_batches
+    real = columns.column_entities_from_batches
     monkeypatch.setattr(
-        entities, "column_entities_from_batches", lambda *a: corrupted(iter(real(*a)))
+        columns, "column_entities_from_batches", lambda *a: corrupted(iter(real(*a)))
     )
     with dg.instance_for_test() as instance:
         run = run_pipeline(

@@ -152,14 +152,13 @@ def test_translation_changes_keys_and_groups_but_not_where_files_go(
     defs = source_definitions(source, target=str(tmp_path), get_spec=component.get_asset_spec)
     graph = defs.resolve_asset_graph()
     column = graph.get(dg.AssetKey(["catalog", "renamed", "atlan", "column"]))
-    assert column.group_name == "pg_atlan"
+    assert column.group_name == "pg_transformed"
     assert dg.AssetKey(["catalog", "renamed", "raw", "columns"]) in column.parent_keys
     with dg.instance_for_test() as instance:
         run = run_source(source, instance, target=str(tmp_path), defs=defs)
     assert run.runs["crm"].success
     manifest = json.loads((tmp_path / "renamed" / "latest" / "crm.json").read_text())
-    column_file = next(f for f in manifest["files"] if f["path"] == "atlan/column")
+    column_file = next(f for f in manifest["files"] if f["path"] == "transformed/column")
     assert column_file["asset"] == "catalog/renamed/atlan/column"
-    assert "/renamed/runs/" in column_file["uri"] and column_file["uri"].endswith(
-        "/atlan/column/crm.json"
-    )
+    assert "/renamed/runs/" in column_file["uri"]
+    assert column_file["uri"].endswith("/transformed/column/crm.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import Counter
@@ -49,7 +50,11 @@ def test_entity_counts_per_type(full_run):
         "View": 3,
         "MaterialisedView": 1,
         "Column": counts["Column"],
+        "Procedure": 0,
+        "Process": 4,  # one per view and materialized view
+        "ColumnProcess": counts["ColumnProcess"],
     }
+    assert counts["ColumnProcess"] > 0
 
 
 def test_every_live_column_exactly_once(full_run, pg_cluster, shop):
@@ -120,12 +125,12 @@ def test_views_materialized_views_and_foreign_table(shop):
     view = shop[f"{C}/shop/sales/top_customers"]
     assert view["typeName"] == "View"
     assert view["attributes"]["definition"].startswith(
-        "CREATE OR REPLACE VIEW sales.top_customers AS"
+        "CREATE OR REPLACE VIEW top_customers AS"
     )
     assert "order_totals" in view["attributes"]["definition"]  # a view over a view
     mv = shop[f"{C}/shop/sales/daily_revenue"]
     assert mv["typeName"] == "MaterialisedView"
-    assert mv["attributes"]["definition"].startswith("CREATE MATERIALIZED VIEW sales.daily_revenue")
+    assert mv["attributes"]["definition"].startswith("CREATE MATERIALIZED VIEW daily_revenue AS")
     assert shop[f"{C}/shop/sales/daily_revenue/day"]["attributes"]["materialisedView"]
     ft = shop[f"{C}/shop/ext/readings"]
     assert ft["typeName"] == "Table"
@@ -166,7 +171,7 @@ def test_awkward_names_verbatim(shop):
         and e["attributes"].get("tableQualifiedName") == f"{C}/shop/Mixed Case/Order Lines"
     }
     assert {"Line #", "ünïcödé", 'quote"d', "dot.ted", "slash/ed"} <= names
-    assert f"{C}/shop/Mixed Case/Order Lines/slash%2Fed" in shop
+    assert f"{C}/shop/Mixed Case/Order Lines/slash/ed" in shop
     assert f"{C}/shop/sales/a.b" in shop and f"{C}/shop/sales.a/b" in shop
 
 
@@ -174,7 +179,7 @@ def test_odd_database_name(full_run):
     entities = full_run.all_entities(ODD)
     db = next(e for e in entities if e["typeName"] == "Database")
     assert db["attributes"]["name"] == ODD
-    assert db["attributes"]["qualifiedName"] == f'{C}/Odd "DB".name%2Fx'
+    assert db["attributes"]["qualifiedName"] == f'{C}/Odd "DB".name/x'
     assert any(e["attributes"]["qualifiedName"].endswith("/public/t/a") for e in entities)
 
 
@@ -202,12 +207,13 @@ def test_raw_parquet_has_the_declared_schema(full_run):
 
 def test_manifest_lists_every_file_with_its_row_count(full_run):
     manifest = full_run.manifest("shop")
-    assert len(manifest["files"]) == 1 + 3 + 7
+    assert len(manifest["files"]) == 1 + 6 + 10  # raw databases, 6 raw datasets, 10 entity types
     for f in manifest["files"]:
         local = full_run.store.fetch(f["uri"])
         if f["uri"].endswith(".json"):
             assert len(local.read_text("utf-8").splitlines()) == f["rows"]
         assert local.stat().st_size == f["bytes"]
+        assert hashlib.sha256(local.read_bytes()).hexdigest() == f["sha256"], f["path"]
     run_id = full_run.runs["shop"].run_id
     assert manifest["run_id"] == run_id
     run_copy = full_run.store.read_bytes(f"runs/{run_id}/manifest/shop.json")
@@ -226,7 +232,7 @@ def test_entities_carry_run_and_connection(shop, full_run):
 def test_integrity_checks_ran_and_passed(full_run):
     for db, result in full_run.runs.items():
         evaluations = result.get_asset_check_evaluations()
-        assert len(evaluations) == 21, db  # 7 entity assets, 2-4 checks each
+        assert len(evaluations) == 29, db  # 10 entity types, 1-4 checks each
         failed = [e.check_name for e in evaluations if not e.passed]
         assert not failed, (db, failed)
 
@@ -245,7 +251,7 @@ def test_materialization_metadata_a_user_looks_at(full_run):
     tables = by_key["default/raw/tables"]
     assert tables["server_version"].value.startswith(("15", "16", "17", "18", "14"))
     assert len(tables["catalog_fingerprint"].value) == 32
-    assert tables["statements_per_database"].value == 10  # 2 connections, one snapshot
+    assert tables["statements_per_database"].value == 13  # 2 connections, one snapshot
     assert str(tables["uri"].value).endswith("/raw/tables/shop.parquet")
     manifest = by_key["default/output/manifest"]
     assert manifest["entities"].value["Table"] == 16

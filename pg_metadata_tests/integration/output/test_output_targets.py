@@ -22,7 +22,7 @@ def test_s3_target_through_endpoint(pg_cluster, catalog_db, s3_bucket, aws_env):
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]]
     run_id = run.runs["shop"].run_id
     assert "catalog/prod/default/latest/shop.json" in keys
-    assert f"catalog/prod/default/runs/{run_id}/atlan/column/shop.json" in keys
+    assert f"catalog/prod/default/runs/{run_id}/transformed/column/shop.json" in keys
     assert f"catalog/prod/default/runs/{run_id}/raw/tables/shop.parquet" in keys
     manifest = json.loads(
         s3.get_object(Bucket=s3_bucket, Key="catalog/prod/default/latest/shop.json")["Body"].read()
@@ -31,7 +31,7 @@ def test_s3_target_through_endpoint(pg_cluster, catalog_db, s3_bucket, aws_env):
         f["uri"].startswith(f"s3://{s3_bucket}/catalog/prod/default/runs/")
         for f in manifest["files"]
     )
-    columns = run.entities("shop", "atlan/column")
+    columns = run.entities("shop", "transformed/column")
     assert len(columns) == manifest["entities"]["Column"] > 50
     assert not any(k.startswith("catalog/prod/.staging") for k in keys)
 
@@ -89,5 +89,5 @@ def test_entities_load_raw_written_by_an_earlier_run(pg_cluster, catalog_db, tmp
     assert first.success and second.success
     by_asset = {f["path"]: f["run_id"] for f in manifest["files"]}
     assert by_asset["raw/columns"] == first.run_id
-    assert by_asset["atlan/column"] == second.run_id
+    assert by_asset["transformed/column"] == second.run_id
     assert manifest["entities"]["Column"] > 50

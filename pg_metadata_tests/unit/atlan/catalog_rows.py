@@ -12,7 +12,15 @@ from typing import Any
 import pyarrow as pa
 
 from pg_metadata.atlan.entities import AtlanContext
-from pg_metadata.catalog.datasets import COLUMNS, DATABASES, SCHEMAS, TABLES, Dataset
+from pg_metadata.catalog.datasets import (
+    COLUMNS,
+    DATABASES,
+    LINEAGE,
+    PROCEDURES,
+    SCHEMAS,
+    TABLES,
+    Dataset,
+)
 
 CTX = AtlanContext(
     connection_qualified_name="default/postgres/1717000000",
@@ -131,7 +139,7 @@ TABLE_ROWS: dict[str, dict[str, Any]] = {
         _TABLE,
         table_oid=16400,
         table_name="customers",
-        sql_name="sales.customers",
+        sql_name="customers",
         table_kind="r",
         table_type="TABLE",
         comment="  <p>Customer <b>master</b>\n\n   data</p>\t<br/> ",
@@ -145,7 +153,7 @@ TABLE_ROWS: dict[str, dict[str, Any]] = {
         persistence="u",
         table_oid=16401,
         table_name="staging_events",
-        sql_name="sales.staging_events",
+        sql_name="staging_events",
         table_kind="r",
         table_type="TABLE",
         column_count=1,
@@ -156,7 +164,7 @@ TABLE_ROWS: dict[str, dict[str, Any]] = {
         _TABLE,
         table_oid=16410,
         table_name="orders",
-        sql_name="sales.orders",
+        sql_name="orders",
         table_kind="p",
         table_type="PARTITIONED TABLE",
         comment="Customer orders",
@@ -175,7 +183,7 @@ TABLE_ROWS: dict[str, dict[str, Any]] = {
         _TABLE,
         table_oid=16430,
         table_name="remote_orders",
-        sql_name="sales.remote_orders",
+        sql_name="remote_orders",
         table_kind="f",
         table_type="FOREIGN TABLE",
         column_count=2,
@@ -192,7 +200,7 @@ PARTITION_ROWS: dict[str, dict[str, Any]] = {
         _ORDERS_PARENT,
         table_oid=16411,
         table_name="orders_2023",
-        sql_name="sales.orders_2023",
+        sql_name="orders_2023",
         table_kind="r",
         table_type="TABLE",
         column_count=4,
@@ -207,7 +215,7 @@ PARTITION_ROWS: dict[str, dict[str, Any]] = {
         _ORDERS_PARENT,
         table_oid=16412,
         table_name="orders_2024",
-        sql_name="sales.orders_2024",
+        sql_name="orders_2024",
         table_kind="p",
         table_type="PARTITIONED TABLE",
         column_count=4,
@@ -231,7 +239,7 @@ PARTITION_ROWS: dict[str, dict[str, Any]] = {
         partition_depth=2,
         table_oid=16413,
         table_name="orders_2024_eu",
-        sql_name="sales.orders_2024_eu",
+        sql_name="orders_2024_eu",
         table_kind="r",
         table_type="TABLE",
         column_count=4,
@@ -255,7 +263,7 @@ PARTITION_ROWS: dict[str, dict[str, Any]] = {
         root_selected=False,
         table_oid=16440,
         table_name="orders_2022",
-        sql_name="archive.orders_2022",
+        sql_name="orders_2022",
         table_kind="r",
         table_type="TABLE",
         column_count=4,
@@ -272,7 +280,7 @@ VIEW_ROWS: dict[str, dict[str, Any]] = {
         _TABLE,
         table_oid=16420,
         table_name="order_totals",
-        sql_name="sales.order_totals",
+        sql_name="order_totals",
         table_kind="v",
         table_type="VIEW",
         comment="Totals per customer",
@@ -292,7 +300,7 @@ MATERIALISED_VIEW_ROWS: dict[str, dict[str, Any]] = {
         _TABLE,
         table_oid=16421,
         table_name="daily_revenue",
-        sql_name="sales.daily_revenue",
+        sql_name="daily_revenue",
         table_kind="m",
         table_type="MATERIALIZED VIEW",
         column_count=2,
@@ -468,4 +476,94 @@ COLUMN_ROWS: dict[str, dict[str, Any]] = {
         type_name="date",
         type_category="D",
     ),
+}
+
+
+# --- procedures: an overloaded pair, a procedure, an aggregate ------------------------------
+_ROUTINE = dict(
+    database_name="shop", schema_name="sales", owner="app_owner", security_definer=False
+)
+PROCEDURE_ROWS = {
+    "function_overloaded_int": raw(
+        PROCEDURES,
+        _ROUTINE,
+        procedure_oid=17001,
+        procedure_name="total",
+        argument_types="integer",
+        is_overloaded=True,
+        arguments="a integer",
+        return_type="integer",
+        kind="f",
+        language="sql",
+        volatility="i",
+        body="SELECT a",
+        definition="CREATE OR REPLACE FUNCTION sales.total(a integer)\n RETURNS integer\n"
+        " LANGUAGE sql\n IMMUTABLE\nAS $function$SELECT a$function$\n",
+        comment="The <b>total</b>  of one",
+    ),
+    "procedure_overloaded": raw(
+        PROCEDURES,
+        _ROUTINE,
+        procedure_oid=17002,
+        procedure_name="total",
+        argument_types="numeric",
+        is_overloaded=True,
+        arguments="IN x numeric",
+        kind="p",
+        language="plpgsql",
+        volatility="v",
+        security_definer=True,
+        body=" BEGIN NULL; END ",
+        definition="CREATE OR REPLACE PROCEDURE sales.total(IN x numeric)\n"
+        " LANGUAGE plpgsql\n SECURITY DEFINER\nAS $procedure$ BEGIN NULL; END $procedure$\n",
+    ),
+    "aggregate": raw(
+        PROCEDURES,
+        _ROUTINE,
+        procedure_oid=17003,
+        procedure_name="sumsq",
+        argument_types="integer",
+        is_overloaded=False,
+        arguments="integer",
+        return_type="integer",
+        kind="a",
+        language="internal",
+        volatility="i",
+        body="aggregate_dummy",
+        definition="CREATE AGGREGATE sales.sumsq(integer) (SFUNC = int4pl, STYPE = integer, "
+        "INITCOND = '0')",
+    ),
+}
+
+# --- lineage: a join view and a materialized view over it; a source outside the filters ------
+LINEAGE_ROWS = {
+    "join_view": raw(
+        LINEAGE,
+        database_name="shop",
+        schema_name="sales",
+        view_oid=18001,
+        view_name="order_totals",
+        view_kind="v",
+        columns='["customer", "total"]',
+        sources='[["archive", "orders_2019", "r", false, false], ["sales", "customers", "r", '
+        'false, true], ["sales", "orders", "p", false, true]]',
+        used_columns='[["sales", "customers", "name"], ["sales", "orders", "amount"], '
+        '["sales", "orders", "customer_id"], ["sales", "customers", "customer_id"]]',
+    ),
+    "materialised_view": raw(
+        LINEAGE,
+        database_name="shop",
+        schema_name="sales",
+        view_oid=18002,
+        view_name="daily",
+        view_kind="m",
+        columns='["customer"]',
+        sources='[["sales", "order_totals", "v", false, true]]',
+        used_columns='[["sales", "order_totals", "customer"]]',
+    ),
+}
+VIEW_DEFINITIONS = {
+    18001: " SELECT c.name AS customer,\n    sum(o.amount) AS total\n   FROM (sales.orders o\n"
+    "     JOIN sales.customers c ON ((c.customer_id = o.customer_id)))\n  GROUP BY c.name;",
+    18002: " SELECT order_totals.customer\n   FROM sales.order_totals;",
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pg_metadata.atlan.entities import column_entities_from_batches, column_entity
+from pg_metadata.atlan.columns import column_entities_from_batches, column_entity
 from pg_metadata.catalog.datasets import COLUMNS
 from pg_metadata_tests.unit.atlan.catalog_rows import COLUMN_ROWS, CTX
 

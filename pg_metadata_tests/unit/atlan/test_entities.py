@@ -12,7 +12,11 @@ from typing import Any
 
 import pytest
 
+from pg_metadata.atlan import columns as COLS
 from pg_metadata.atlan import entities as E
+from pg_metadata.atlan import lineage as L
+from pg_metadata.atlan import validation as V
+from pg_metadata.atlan.procedures import procedure_entity
 from pg_metadata.catalog.datasets import COLUMNS, TABLES
 from pg_metadata.errors import ConfigError
 
@@ -20,10 +24,13 @@ from .catalog_rows import (
     COLUMN_ROWS,
     CTX,
     DATABASE_ROWS,
+    LINEAGE_ROWS,
     MATERIALISED_VIEW_ROWS,
     PARTITION_ROWS,
+    PROCEDURE_ROWS,
     SCHEMA_ROWS,
     TABLE_ROWS,
+    VIEW_DEFINITIONS,
     VIEW_ROWS,
     raw,
 )
@@ -47,7 +54,14 @@ def build(kind: str) -> list[dict[str, Any]]:
     elif kind == "schema":
         items = [E.schema_entity(r, CTX) for r in SCHEMA_ROWS.values()]
     elif kind == "column":
-        items = [E.column_entity(r, CTX) for r in COLUMN_ROWS.values()]
+        items = [COLS.column_entity(r, CTX) for r in COLUMN_ROWS.values()]
+    elif kind == "procedure":
+        items = [procedure_entity(r, CTX) for r in PROCEDURE_ROWS.values()]
+    elif kind in ("process", "column_process"):
+        stats = L.LineageStats()
+        rows = list(LINEAGE_ROWS.values())
+        made = list(L.lineage_entities(rows, VIEW_DEFINITIONS, CTX, stats))
+        items = [e for e in made if e["typeName"] == KINDS[kind]]
     else:
         rows = {
             "table": TABLE_ROWS,
@@ -67,6 +81,9 @@ KINDS = {
     "view": E.VIEW,
     "materialised_view": E.MATERIALISED_VIEW,
     "column": E.COLUMN,
+    "procedure": E.PROCEDURE,
+    "process": E.PROCESS,
+    "column_process": E.COLUMN_PROCESS,
 }
 ALL = {kind: build(kind) for kind in KINDS}
 
@@ -221,19 +238,24 @@ def test_partition_of_unselected_parent_falls_back_to_schema() -> None:
 
 def test_view_definition_and_no_table_only_attributes() -> None:
     attrs = by_name("view", "order_totals")["attributes"]
-    assert attrs["definition"].startswith("CREATE OR REPLACE VIEW sales.order_totals AS  SELECT")
+    # Atlan's form: the bare view name, pg_get_viewdef's text as pg_views shows it
+    assert attrs["definition"].startswith("CREATE OR REPLACE VIEW order_totals AS  SELECT")
     for key in ("isPartitioned", "externalLocation", "rowCount"):
         assert key not in attrs
     assert by_name("view", "order_totals")["customAttributes"]["is_insertable_into"] == "NO"
 
 
-def test_materialized_view_keeps_null_is_insertable_into() -> None:
+def test_materialized_view_keeps_null_is_insertable_into_and_is_typed() -> None:
     ent = by_name("materialised_view", "daily_revenue")
-    assert ent["attributes"]["definition"].startswith(
-        "CREATE MATERIALIZED VIEW sales.daily_revenue AS "
-    )
-    assert "is_insertable_into" in ent["customAttributes"]
-    assert ent["customAttributes"]["is_insertable_into"] is None
+    assert ent["attributes"]["definition"].startswith("CREATE MATERIALIZED VIEW daily_revenue AS ")
+    for key in ("is_insertable_into", "is_typed"):  # information_schema does not list MVs
+        assert key in ent["customAttributes"] and ent["customAttributes"][key] is None
+
+
+def test_odd_view_names_stay_valid_sql_in_the_definition() -> None:
+    row = {**VIEW_ROWS["view"], "table_name": 'Odd "v"', "sql_name": '"Odd ""v"""'}
+    definition = E.relation_entity(row, CTX)["attributes"]["definition"]
+    assert definition.startswith('CREATE OR REPLACE VIEW "Odd ""v""" AS ')
 
 
 def test_view_without_definition_text_has_no_definition() -> None:
@@ -276,7 +298,7 @@ def test_column_has_exactly_one_parent(
     case: str, ref_key: str, name_key: str, parent_type: str
 ) -> None:
     row = COLUMN_ROWS[case]
-    attrs = as_written(E.column_entity(row, CTX))["attributes"]
+    attrs = as_written(COLS.column_entity(row, CTX))["attributes"]
     assert PARENT_KEYS & set(attrs) == {ref_key}
     parent_qn = f"{C}/shop/sales/{row['table_name']}"
     assert attrs[ref_key]["typeName"] == parent_type
@@ -298,7 +320,7 @@ def test_column_has_exactly_one_parent(
     ],
 )
 def test_column_auto_increment(case: str, expected: str) -> None:
-    custom = E.column_entity(COLUMN_ROWS[case], CTX)["customAttributes"]
+    custom = COLS.column_entity(COLUMN_ROWS[case], CTX)["customAttributes"]
     assert custom["is_auto_increment"] == expected
 
 
@@ -313,10 +335,10 @@ def test_partition_key_column() -> None:
 
 def test_column_real_types_not_reference_placeholders() -> None:
     """Real precision/scale/length instead of the reference app's 0 / 0.0 / bit width."""
-    varchar = E.column_entity(COLUMN_ROWS["varchar_255_unique"], CTX)["attributes"]
+    varchar = COLS.column_entity(COLUMN_ROWS["varchar_255_unique"], CTX)["attributes"]
     assert varchar["maxLength"] == 255
     assert varchar["rawDataTypeDefinition"] == "character varying(255)"
-    numeric = E.column_entity(COLUMN_ROWS["numeric_12_2_with_default"], CTX)["attributes"]
+    numeric = COLS.column_entity(COLUMN_ROWS["numeric_12_2_with_default"], CTX)["attributes"]
     assert (numeric["precision"], numeric["numericScale"], numeric["defaultValue"]) == (
         12,
         2.0,
@@ -350,35 +372,27 @@ def _table(schema: str, name: str, database: str = "shop") -> dict[str, Any]:
     )
 
 
-def test_slash_in_names_cannot_collide() -> None:
+def test_names_are_verbatim_in_qualified_names_as_atlan_builds_them() -> None:
     a = E.relation_entity(_table("a/b", "c"), CTX)["attributes"]
     b = E.relation_entity(_table("a", "b/c"), CTX)["attributes"]
-    assert a["qualifiedName"] != b["qualifiedName"]
-    assert a["qualifiedName"] == f"{C}/shop/a%2Fb/c"
-    assert b["qualifiedName"] == f"{C}/shop/a/b%2Fc"
-    assert (a["schemaName"], a["name"]) == ("a/b", "c")  # names stay verbatim
+    pct = E.relation_entity(_table("s", "50%"), CTX)["attributes"]
+    # pyatlan's Table.creator: f"{schema_qualified_name}/{name}", no escaping
+    assert a["qualifiedName"] == b["qualifiedName"] == f"{C}/shop/a/b/c"
+    assert pct["qualifiedName"] == f"{C}/shop/s/50%"
+    assert (a["schemaName"], a["name"]) == ("a/b", "c")
     assert (b["schemaName"], b["name"]) == ("a", "b/c")
 
 
-def test_percent_in_names_cannot_collide() -> None:
-    literal = E.relation_entity(_table("s", "a%2Fb"), CTX)["attributes"]["qualifiedName"]
-    slash = E.relation_entity(_table("s", "a/b"), CTX)["attributes"]["qualifiedName"]
-    assert literal != slash
-    assert literal == f"{C}/shop/s/a%252Fb"
-
-
-@pytest.mark.parametrize(
-    ("name", "segment"),
-    [
-        ("orders", "orders"),
-        ("a/b", "a%2Fb"),
-        ("50%", "50%25"),
-        ("a%2Fb", "a%252Fb"),
-        ("%/", "%25%2F"),
-    ],
-)
-def test_qn_segment(name: str, segment: str) -> None:
-    assert E.qn_segment(name) == segment
+def test_a_genuine_collision_is_reported_naming_both_objects() -> None:
+    entities = [
+        E.relation_entity(_table("a/b", "c"), CTX),
+        E.relation_entity(_table("a", "b/c"), CTX),
+    ]
+    found = V.scan(lambda: entities)
+    assert found.duplicates.problems == 1
+    (example,) = found.duplicates.examples
+    assert example.startswith(f"{C}/shop/a/b/c is the name of ")
+    assert 'Table "shop"."a/b"."c"' in example and 'Table "shop"."a"."b/c"' in example
 
 
 def test_odd_names_stay_verbatim() -> None:
@@ -395,7 +409,7 @@ def test_odd_names_stay_verbatim() -> None:
         table_name=table,
         column_name=column,
     )
-    col = E.column_entity(col_row, CTX)["attributes"]
+    col = COLS.column_entity(col_row, CTX)["attributes"]
     assert col["name"] == column
     assert col["qualifiedName"] == f"{C}/{db}/{schema}/{table}/{column}"
 

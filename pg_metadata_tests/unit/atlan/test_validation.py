@@ -28,7 +28,8 @@ def test_clean_columns_pass_every_check():
 
 def test_duplicates_are_found_and_counted():
     finding = V.scan(lambda: iter([*CLEAN, CLEAN[0], CLEAN[0]])).duplicates
-    assert finding.problems == 2 and finding.examples == ["c/db/s/t/a", "c/db/s/t/a"]
+    assert finding.problems == 2
+    assert [e.split(" is the name of ")[0] for e in finding.examples] == ["c/db/s/t/a"] * 2
 
 
 def test_dangling_reference_is_found():
@@ -97,5 +98,5 @@ def test_scanner_names_duplicates_by_regenerating_the_stream():
     for _ in scanner.watch(iter(stream)):
         pass
     found = scanner.finish(lambda: iter(stream))
-    assert found.duplicates.examples == ["c/db/s/t/b"]
+    assert [e.split(" is the name of ")[0] for e in found.duplicates.examples] == ["c/db/s/t/b"]
     assert found.references.passed and found.parents.passed and found.count == 3

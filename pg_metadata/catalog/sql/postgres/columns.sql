@@ -22,6 +22,13 @@ key_flags AS (
     WHERE con.contype IN ('p', 'f', 'u')
     GROUP BY con.conrelid, k.attnum
 ),
+indexed AS (
+    SELECT DISTINCT x.indrelid AS relid, k.attnum
+    FROM pg_catalog.pg_index AS x
+    JOIN relations AS r ON r.oid = x.indrelid
+    CROSS JOIN LATERAL unnest(x.indkey::int2[]) AS k(attnum)
+    WHERE k.attnum > 0
+),
 partition_keys AS (
     SELECT pt.partrelid AS relid, k.attnum, k.ord
     FROM pg_catalog.pg_partitioned_table AS pt
@@ -87,6 +94,7 @@ SELECT
     COALESCE(kf.is_primary, FALSE)                             AS is_primary,
     COALESCE(kf.is_foreign, FALSE)                             AS is_foreign,
     COALESCE(kf.is_unique, FALSE)                              AS is_unique,
+    ix.attnum IS NOT NULL                                      AS is_indexed,
     pk.ord IS NOT NULL                                         AS is_partition_key,
     pk.ord::integer                                            AS partition_order,
     CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0
@@ -100,6 +108,7 @@ LEFT JOIN pg_catalog.pg_description AS ds
     ON ds.objoid = a.attrelid AND ds.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass
    AND ds.objsubid = a.attnum
 LEFT JOIN key_flags AS kf ON kf.relid = a.attrelid AND kf.attnum = a.attnum
+LEFT JOIN indexed AS ix ON ix.relid = a.attrelid AND ix.attnum = a.attnum
 LEFT JOIN partition_keys AS pk ON pk.relid = a.attrelid AND pk.attnum = a.attnum
 LEFT JOIN identity_sequences AS iseq ON iseq.relid = a.attrelid AND iseq.attnum = a.attnum
 LEFT JOIN pg_catalog.pg_collation AS co ON co.oid = a.attcollation

@@ -1,12 +1,12 @@
 -- Schemas of the current database selected by the filters, with their table and view counts.
--- tableCount counts ordinary, partitioned and foreign tables that are not partitions (the
--- Table entities we emit); viewsCount counts views and materialized views.
+-- table_count counts what Atlan's app counts: ordinary, partitioned and foreign tables,
+-- partitions included; views_count counts views and materialized views.
 WITH
 --@include selected_schemas
 ,
 relation_counts AS (
     SELECT c.relnamespace,
-           count(*) FILTER (WHERE c.relkind IN ('r', 'p', 'f') AND NOT c.relispartition) AS table_count,
+           count(*) FILTER (WHERE c.relkind IN ('r', 'p', 'f'))                          AS table_count,
            count(*) FILTER (WHERE c.relkind IN ('r', 'p', 'f') AND c.relispartition)     AS partition_count,
            count(*) FILTER (WHERE c.relkind IN ('v', 'm'))                               AS views_count
     FROM pg_catalog.pg_class AS c

@@ -1,7 +1,9 @@
 -- Every relation of the selected schemas: ordinary, partitioned and foreign tables, partitions of
 -- any depth, views and materialized views. One row per relation; all joins are on OIDs.
--- Sizes and row counts come from the catalog (relpages/reltuples, as of the last VACUUM or
--- ANALYZE), so no relation is opened or locked.
+-- Sizes and row counts are estimates from the catalog (relpages/reltuples, as of the last VACUUM
+-- or ANALYZE), so no relation is opened or locked; with exact_sizes, pg_total_relation_size is
+-- asked instead (it opens each relation). Constraints, indexes, triggers, row-level security
+-- policies and inheritance parents come along as JSON arrays, aggregated once per relation.
 WITH RECURSIVE
 --@include selected_schemas
 ,
@@ -22,18 +24,22 @@ partition_tree AS (
     FROM partition_tree AS t
     JOIN pg_catalog.pg_inherits AS i ON i.inhparent = t.relid
 ),
+-- index pages of every selected relation and of every partition under one, so a partitioned
+-- table sums its leaves exactly as an ordinary table counts itself: heap + TOAST + indexes
 index_pages AS (
     SELECT x.indrelid, sum(ic.relpages)::bigint AS pages
     FROM pg_catalog.pg_index AS x
-    JOIN relations AS r ON r.oid = x.indrelid
     JOIN pg_catalog.pg_class AS ic ON ic.oid = x.indexrelid
+    WHERE x.indrelid IN (SELECT oid FROM relations)
+       OR x.indrelid IN (SELECT relid FROM partition_tree)
     GROUP BY x.indrelid
 ),
 own_stats AS (
     SELECT r.oid,
            CASE WHEN c.relkind IN ('r', 'm') AND c.reltuples >= 0 THEN c.reltuples::bigint END AS row_count,
-           CASE WHEN c.relkind IN ('r', 'm')
-                THEN (c.relpages::bigint + COALESCE(tc.relpages, 0) + COALESCE(ip.pages, 0))
+           CASE WHEN c.relkind NOT IN ('r', 'm') THEN NULL
+                WHEN %(exact_sizes)s::boolean THEN pg_catalog.pg_total_relation_size(c.oid)
+                ELSE (c.relpages::bigint + COALESCE(tc.relpages, 0) + COALESCE(ip.pages, 0))
                      * pg_catalog.current_setting('block_size')::bigint
            END AS size_bytes
     FROM relations AS r
@@ -45,13 +51,15 @@ own_stats AS (
 tree_stats AS (
     SELECT t.ancestor AS oid,
            sum(c.reltuples::bigint) FILTER (WHERE c.relkind = 'r' AND c.reltuples >= 0) AS row_count,
-           sum((c.relpages::bigint + COALESCE(tc.relpages, 0))
-               * pg_catalog.current_setting('block_size')::bigint) FILTER (WHERE c.relkind = 'r')
-               AS size_bytes
+           sum(CASE WHEN %(exact_sizes)s::boolean THEN pg_catalog.pg_total_relation_size(c.oid)
+                    ELSE (c.relpages::bigint + COALESCE(tc.relpages, 0) + COALESCE(ip.pages, 0))
+                         * pg_catalog.current_setting('block_size')::bigint END)
+               FILTER (WHERE c.relkind = 'r') AS size_bytes
     FROM partition_tree AS t
     JOIN relations AS r ON r.oid = t.ancestor
     JOIN pg_catalog.pg_class AS c ON c.oid = t.relid
     LEFT JOIN pg_catalog.pg_class AS tc ON tc.oid = c.reltoastrelid
+    LEFT JOIN index_pages AS ip ON ip.indrelid = t.relid
     GROUP BY t.ancestor
 ),
 ancestry AS (
@@ -84,6 +92,72 @@ view_dependencies AS (
     JOIN pg_catalog.pg_namespace AS dn ON dn.oid = dc.relnamespace
     GROUP BY rw.ev_class
 ),
+constraints AS (
+    SELECT con.conrelid AS relid,
+           json_agg(json_build_object(
+               'name', con.conname,
+               'type', CASE con.contype WHEN 'p' THEN 'PRIMARY KEY' WHEN 'u' THEN 'UNIQUE'
+                                        WHEN 'f' THEN 'FOREIGN KEY' WHEN 'c' THEN 'CHECK'
+                                        WHEN 'x' THEN 'EXCLUDE' WHEN 't' THEN 'TRIGGER'
+                                        ELSE con.contype::text END,
+               'definition', pg_catalog.pg_get_constraintdef(con.oid, true))
+               ORDER BY con.conname)::text AS items
+    FROM pg_catalog.pg_constraint AS con
+    JOIN relations AS r ON r.oid = con.conrelid
+    GROUP BY con.conrelid
+),
+indexes AS (
+    SELECT x.indrelid AS relid,
+           json_agg(json_build_object(
+               'name', ic.relname,
+               'definition', pg_catalog.pg_get_indexdef(x.indexrelid),
+               'unique', x.indisunique, 'primary', x.indisprimary,
+               'partial', x.indpred IS NOT NULL)
+               ORDER BY ic.relname)::text AS items
+    FROM pg_catalog.pg_index AS x
+    JOIN relations AS r ON r.oid = x.indrelid
+    JOIN pg_catalog.pg_class AS ic ON ic.oid = x.indexrelid
+    GROUP BY x.indrelid
+),
+triggers AS (
+    SELECT tg.tgrelid AS relid,
+           json_agg(json_build_object(
+               'name', tg.tgname, 'definition', pg_catalog.pg_get_triggerdef(tg.oid, true),
+               'enabled', tg.tgenabled <> 'D')
+               ORDER BY tg.tgname)::text AS items
+    FROM pg_catalog.pg_trigger AS tg
+    JOIN relations AS r ON r.oid = tg.tgrelid
+    WHERE NOT tg.tgisinternal
+    GROUP BY tg.tgrelid
+),
+policies AS (
+    SELECT po.polrelid AS relid,
+           json_agg(json_build_object(
+               'name', po.polname,
+               'command', CASE po.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT'
+                                         WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE'
+                                         ELSE 'ALL' END,
+               'permissive', po.polpermissive,
+               'roles', (SELECT json_agg(CASE WHEN ro = 0 THEN 'public'
+                                              ELSE pg_catalog.pg_get_userbyid(ro) END)
+                         FROM unnest(po.polroles) AS ro),
+               'using', pg_catalog.pg_get_expr(po.polqual, po.polrelid, true),
+               'with_check', pg_catalog.pg_get_expr(po.polwithcheck, po.polrelid, true))
+               ORDER BY po.polname)::text AS items
+    FROM pg_catalog.pg_policy AS po
+    JOIN relations AS r ON r.oid = po.polrelid
+    GROUP BY po.polrelid
+),
+-- table inheritance (INHERITS), not partitioning
+inherits AS (
+    SELECT i.inhrelid AS relid,
+           json_agg(json_build_array(pn.nspname, p.relname) ORDER BY i.inhseqno)::text AS items
+    FROM pg_catalog.pg_inherits AS i
+    JOIN relations AS r ON r.oid = i.inhrelid AND NOT r.relispartition
+    JOIN pg_catalog.pg_class AS p ON p.oid = i.inhparent
+    JOIN pg_catalog.pg_namespace AS pn ON pn.oid = p.relnamespace
+    GROUP BY i.inhrelid
+),
 live_columns AS (
     SELECT a.attrelid, count(*) AS columns
     FROM pg_catalog.pg_attribute AS a
@@ -96,7 +170,7 @@ SELECT
     r.nspname                                              AS schema_name,
     r.oid::bigint                                          AS table_oid,
     r.relname                                              AS table_name,
-    pg_catalog.format('%%I.%%I', r.nspname, r.relname)     AS sql_name,
+    pg_catalog.quote_ident(r.relname)                      AS sql_name,
     r.relkind::text                                        AS table_kind,
     CASE r.relkind WHEN 'r' THEN 'TABLE' WHEN 'p' THEN 'PARTITIONED TABLE'
                    WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'v' THEN 'VIEW'
@@ -109,8 +183,10 @@ SELECT
          ELSE COALESCE(ts.size_bytes, os.size_bytes) END    AS size_bytes,
     c.relpersistence::text                                 AS persistence,
     c.reloftype <> 0                                       AS is_typed,
+    -- pg_relation_is_updatable raises for a foreign table whose wrapper has no handler: ask
+    -- only where the answer is defined, so one odd object never fails the whole query
     CASE WHEN r.relkind IN ('r', 'p') THEN TRUE
-         WHEN r.relkind IN ('v', 'f')
+         WHEN r.relkind = 'v' OR (r.relkind = 'f' AND fw.fdwhandler <> 0)
              THEN (pg_catalog.pg_relation_is_updatable(r.oid, false) & 8) = 8
          ELSE FALSE END                                    AS is_insertable_into,
     r.relispartition                                       AS is_partition,
@@ -134,11 +210,18 @@ SELECT
     (rc.relnamespace IN (SELECT oid FROM selected_schemas)
      AND (%(temp_table_regex)s::text IS NULL OR rc.relname !~ %(temp_table_regex)s::text))
                                                            AS root_selected,
-    CASE WHEN r.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(r.oid, true) END AS view_definition,
+    -- the text pg_views/pg_matviews show (Atlan's app reads those): pg_get_viewdef(oid)
+    CASE WHEN r.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(r.oid) END AS view_definition,
     vd.depends_on                                          AS view_dependencies,
     fs.srvname                                             AS foreign_server,
     fw.fdwname                                             AS foreign_data_wrapper,
-    pg_catalog.array_to_string(ft.ftoptions, ', ')         AS foreign_options
+    pg_catalog.array_to_string(ft.ftoptions, ', ')         AS foreign_options,
+    c.relrowsecurity                                       AS row_security,
+    con.items                                              AS constraints,
+    ix.items                                               AS indexes,
+    tg.items                                               AS triggers,
+    po.items                                               AS policies,
+    inh.items                                              AS inherits
 FROM relations AS r
 JOIN pg_catalog.pg_class AS c ON c.oid = r.oid
 LEFT JOIN pg_catalog.pg_description AS d
@@ -158,4 +241,9 @@ LEFT JOIN pg_catalog.pg_namespace AS rn ON rn.oid = rc.relnamespace
 LEFT JOIN pg_catalog.pg_foreign_table AS ft ON ft.ftrelid = r.oid
 LEFT JOIN pg_catalog.pg_foreign_server AS fs ON fs.oid = ft.ftserver
 LEFT JOIN pg_catalog.pg_foreign_data_wrapper AS fw ON fw.oid = fs.srvfdw
+LEFT JOIN constraints AS con ON con.relid = r.oid
+LEFT JOIN indexes AS ix ON ix.relid = r.oid
+LEFT JOIN triggers AS tg ON tg.relid = r.oid
+LEFT JOIN policies AS po ON po.relid = r.oid
+LEFT JOIN inherits AS inh ON inh.relid = r.oid
 ORDER BY r.nspname, r.relname
