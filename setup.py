@@ -26,6 +26,9 @@ setup(
         "boto3>=1.40",
         # orjson: 5-10x faster JSON encoding than the stdlib for million-entity outputs.
         "orjson>=3.10",
+        # column-level view lineage: parses pg_get_viewdef (its AST keys change between
+        # majors, e.g. `from_` in 30)
+        "sqlglot>=30.31,<31",
     ],
     extras_require={
         # PG_METADATA_EXECUTOR=celery: steps on dagster-celery workers
@@ -40,6 +43,8 @@ setup(
             "py-spy>=0.4",
             # layer contracts (pyproject.toml [tool.importlinter]), run in .ci/run
             "import-linter>=2.1",
+            # referee: every entity parses as pyatlan's own asset classes
+            "pyatlan==11.6.0",
             # the fleet test runs steps on Celery workers with a loopback Redis broker
             "dagster-celery==0.29.27",
             "redis>=5",

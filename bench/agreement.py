@@ -69,9 +69,13 @@ def manifest_columns_path(output: Path, database: str) -> Path:
     """Our raw columns Parquet of the latest complete output of `database`."""
     from pg_metadata.output.storage import encode_segment
 
-    manifest = json.loads((output / "latest" / f"{encode_segment(database)}.json").read_text())
+    name = f"{encode_segment(database)}.json"
+    # <output>/<source>/latest/ since sources; <output>/latest/ before
+    latest = next(p for p in (output / "default" / "latest" / name, output / "latest" / name)
+                  if p.exists() or p.parent.parent == output)  # fmt: skip
+    manifest = json.loads(latest.read_text())
     for entry in manifest["files"]:
-        if entry["asset"] == "raw/columns":
+        if entry.get("path", entry["asset"]) == "raw/columns":
             return Path(entry["uri"])
     raise SystemExit(f"no raw/columns file in the manifest of {database!r} under {output}")
 

@@ -237,6 +237,8 @@ def column_entities_from_batches(
             custom["is_generated"] = _YES_NO[generated]
             if generation is not None:
                 custom["generation_expression"] = generation
+            # Atlan's rule (not information_schema's): 2 for bit types, 10 for the rest
+            custom["num_prec_radix"] = 2 if data_type in ("bit", "varbit") else 10
             if type_name is not None:
                 custom["column_size"] = type_name
             custom["is_identity"] = _YES_NO[identity]

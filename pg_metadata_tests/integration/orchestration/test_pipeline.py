@@ -124,9 +124,7 @@ def test_partitions_two_levels(shop):
 def test_views_materialized_views_and_foreign_table(shop):
     view = shop[f"{C}/shop/sales/top_customers"]
     assert view["typeName"] == "View"
-    assert view["attributes"]["definition"].startswith(
-        "CREATE OR REPLACE VIEW top_customers AS"
-    )
+    assert view["attributes"]["definition"].startswith("CREATE OR REPLACE VIEW top_customers AS")
     assert "order_totals" in view["attributes"]["definition"]  # a view over a view
     mv = shop[f"{C}/shop/sales/daily_revenue"]
     assert mv["typeName"] == "MaterialisedView"
