@@ -7,11 +7,12 @@ customAttributes Atlan keeps as explicit nulls. Pure functions: no Dagster, no I
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from pg_metadata.catalog.sources import validate_connection_qualified_name
 from pg_metadata.errors import ConfigError
@@ -281,7 +282,7 @@ def _attnums(text: str | None) -> float | str | None:
 
 
 def _json_list(text: str | None) -> list[Any] | None:
-    return json.loads(text) if text else None
+    return orjson.loads(text) if text else None
 
 
 def _partition_parent(attrs: dict[str, Any], row: dict[str, Any], qn: QualifiedNames) -> None:

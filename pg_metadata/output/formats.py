@@ -101,14 +101,7 @@ class JsonLinesFile:
         million names need not be held as a set to check a few thousand references)."""
         if self.names_path is None:
             return wanted & set(self.qualified_names())
-        found: set[str] = set()
-        loads = orjson.loads
-        with open(self.names_path, "rb") as f:
-            for line in f:
-                name = loads(line)
-                if name in wanted:
-                    found.add(name)
-        return found
+        return {name for name in iter_names(self.names_path) if name in wanted}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         loads = orjson.loads
@@ -130,36 +123,47 @@ def file_sha256(path: Path) -> str:
 
 
 class NamesIndex:
-    """Collects the qualifiedNames of entities on their way to a file, written as one JSON
-    string per line (names may hold newlines; JSON escapes them), in chunks: flat memory."""
+    """Collects the qualifiedNames of entities on their way to a file: each line of the file is
+    a JSON array of the next names (JSON escapes the newlines names may hold). The names are
+    held only until their line is written, so memory stays flat."""
+
+    CHUNK = 65_536
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file = open(path, "wb")  # noqa: SIM115 - closed by close()
-        self._chunk: list[bytes] = []
+        self._chunk: list[str] = []
 
     def watch(self, items: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        dumps, chunk = orjson.dumps, self._chunk
+        chunk = self._chunk
         for item in items:
-            chunk.append(dumps(item["attributes"]["qualifiedName"]))
-            if len(chunk) >= 65_536:
+            chunk.append(item["attributes"]["qualifiedName"])
+            if len(chunk) >= self.CHUNK:
                 self._flush()
             yield item
 
     def _flush(self) -> None:
         if self._chunk:
-            self._file.write(b"\n".join(self._chunk) + b"\n")
+            self._file.write(orjson.dumps(self._chunk, option=orjson.OPT_APPEND_NEWLINE))
             self._chunk.clear()
 
     def close(self) -> None:
-        self._flush()
-        self._file.close()
+        if not self._file.closed:
+            self._flush()
+            self._file.close()
+
+
+def iter_names(path: Path) -> Iterator[str]:
+    """The names of a names index, in order."""
+    loads = orjson.loads
+    with open(path, "rb") as f:
+        for line in f:
+            yield from loads(line)
 
 
 def read_names(path: Path) -> list[str]:
-    """The names of a names index."""
-    data = path.read_bytes().rstrip(b"\n")
-    return orjson.loads(b"[" + data.replace(b"\n", b",") + b"]") if data else []
+    """All names of a names index."""
+    return list(iter_names(path))
 
 
 def write_parquet(source: ArrowSource, path: Path) -> int:

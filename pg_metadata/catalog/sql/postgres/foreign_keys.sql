@@ -13,11 +13,14 @@ relations AS NOT MATERIALIZED (
 ),
 pairs AS (
     SELECT con.conname, con.conrelid, con.confrelid, k.position, k.attnum,
-           con.confkey[k.position] AS ref_attnum
+           con.confkey[k.position] AS ref_attnum,
+           src.oid IS NOT NULL AS selected, dst.oid IS NOT NULL AS ref_selected
     FROM pg_catalog.pg_constraint AS con
+    LEFT JOIN relations AS src ON src.oid = con.conrelid
+    LEFT JOIN relations AS dst ON dst.oid = con.confrelid
     CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, position)
     WHERE con.contype = 'f' AND con.conparentid = 0
-      AND (con.conrelid IN (SELECT oid FROM relations) OR con.confrelid IN (SELECT oid FROM relations))
+      AND (src.oid IS NOT NULL OR dst.oid IS NOT NULL)
 )
 SELECT
     pg_catalog.current_database()                  AS database_name,
@@ -26,11 +29,11 @@ SELECT
     fn.nspname                                     AS schema_name,
     fc.relname                                     AS table_name,
     fa.attname                                     AS column_name,
-    p.conrelid IN (SELECT oid FROM relations)      AS selected,
+    p.selected                                     AS selected,
     tn.nspname                                     AS ref_schema_name,
     tc.relname                                     AS ref_table_name,
     ta.attname                                     AS ref_column_name,
-    p.confrelid IN (SELECT oid FROM relations)     AS ref_selected
+    p.ref_selected                                 AS ref_selected
 FROM pairs AS p
 JOIN pg_catalog.pg_class AS fc ON fc.oid = p.conrelid
 JOIN pg_catalog.pg_namespace AS fn ON fn.oid = fc.relnamespace

@@ -24,14 +24,13 @@ partition_tree AS (
     FROM partition_tree AS t
     JOIN pg_catalog.pg_inherits AS i ON i.inhparent = t.relid
 ),
--- index pages of every selected relation and of every partition under one, so a partitioned
--- table sums its leaves exactly as an ordinary table counts itself: heap + TOAST + indexes
+-- index pages per table, for every table of the database (one hash aggregate over pg_index), so
+-- a partitioned table sums its leaves exactly as an ordinary table counts itself: heap + TOAST +
+-- indexes, wherever the leaves live
 index_pages AS (
     SELECT x.indrelid, sum(ic.relpages)::bigint AS pages
     FROM pg_catalog.pg_index AS x
     JOIN pg_catalog.pg_class AS ic ON ic.oid = x.indexrelid
-    WHERE x.indrelid IN (SELECT oid FROM relations)
-       OR x.indrelid IN (SELECT relid FROM partition_tree)
     GROUP BY x.indrelid
 ),
 own_stats AS (
