@@ -27,8 +27,22 @@ setup(
         # orjson: 5-10x faster JSON encoding than the stdlib for million-entity outputs.
         "orjson>=3.10",
         # column-level view lineage: parses pg_get_viewdef (its AST keys change between
-        # majors, e.g. `from_` in 30)
-        "sqlglot>=30.31,<31",
+        # majors, e.g. `from_` in 30). [c] is its mypyc-compiled build (sqlglotc, same version):
+        # 3.3x faster parsing, lineage of 4,000 views 2.25 -> 1.03 s. 30.30 is the newest
+        # version with a compiled build on PyPI.
+        "sqlglot[c]==30.30.0",
+        # OpenTelemetry: traces, metrics and logs over OTLP (gRPC or http/protobuf), off unless
+        # an OTEL_EXPORTER_OTLP_*ENDPOINT is set; grpcio and protobuf are already Dagster's
+        "opentelemetry-api>=1.45,<2",
+        "opentelemetry-sdk>=1.45,<2",
+        "opentelemetry-exporter-otlp-proto-grpc>=1.45,<2",
+        "opentelemetry-exporter-otlp-proto-http>=1.45,<2",
+        # the REST API (`pg-metadata serve`): FastAPI on uvicorn (both already come with
+        # dagster-webserver's stack: starlette, uvicorn), request spans, /metrics
+        "fastapi>=0.115",
+        "uvicorn>=0.30",
+        "opentelemetry-instrumentation-fastapi>=0.66b0",
+        "prometheus-client>=0.21",
     ],
     extras_require={
         # PG_METADATA_EXECUTOR=celery: steps on dagster-celery workers
@@ -48,6 +62,8 @@ setup(
             # the fleet test runs steps on Celery workers with a loopback Redis broker
             "dagster-celery==0.29.27",
             "redis>=5",
+            # the test OTLP receiver decodes what the exporters send (also an exporter dep)
+            "opentelemetry-proto>=1.45,<2",
         ],
     },
     entry_points={

@@ -320,7 +320,9 @@ def view_lineage(
         yield entity(COLUMN_PROCESS, attrs, {"source": "pg_depend + pg_get_viewdef"})
 
 
-PARALLEL_VIEWS = 400  # below this, parsing in one process is faster than starting workers
+# With the compiled parser (sqlglot[c]) one process parses 4,000 views in 1.25 s and two take
+# 1.15 s: forking workers (each a copy of a ~300 MB process) pays off only on very many views.
+PARALLEL_VIEWS = 20_000
 
 
 def lineage_results(

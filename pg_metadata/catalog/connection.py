@@ -11,6 +11,7 @@ import psycopg2
 import psycopg2.extensions
 import sqlalchemy as sa
 
+from pg_metadata import telemetry
 from pg_metadata.catalog.auth import AuthMode, IamTokenHook
 from pg_metadata.catalog.settings import ConnectionSettings
 from pg_metadata.errors import SourceConnectionError
@@ -30,15 +31,24 @@ def connect(
 ) -> psycopg2.extensions.connection:
     """Open one connection whose transactions are READ ONLY REPEATABLE READ."""
     dbname = database or settings.database
-    kwargs = settings.connect_kwargs(dbname)
-    if hook is not None:
-        kwargs.update(hook(settings, dbname))
-    try:
-        conn = psycopg2.connect(**kwargs)
-    except psycopg2.OperationalError as exc:
-        raise SourceConnectionError(
-            describe_connect_error(settings, dbname, exc, auth_mode), transient=is_transient(exc)
-        ) from None
+    attributes = {
+        "db.system.name": "postgresql",
+        "db.namespace": dbname,
+        "server.address": settings.host,
+        "server.port": settings.port,
+        "pg_metadata.auth": auth_mode,
+    }
+    with telemetry.phase("pg_metadata.connect", **attributes):
+        kwargs = settings.connect_kwargs(dbname)
+        if hook is not None:
+            kwargs.update(hook(settings, dbname))
+        try:
+            conn = psycopg2.connect(**kwargs)
+        except psycopg2.OperationalError as exc:
+            raise SourceConnectionError(
+                describe_connect_error(settings, dbname, exc, auth_mode),
+                transient=is_transient(exc),
+            ) from None
     conn.set_session(
         isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True
     )

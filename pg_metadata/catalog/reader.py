@@ -26,6 +26,7 @@ import psycopg2.extensions
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from pg_metadata import telemetry
 from pg_metadata.catalog.datasets import Dataset
 from pg_metadata.errors import ExtractionError
 
@@ -45,9 +46,11 @@ class SpooledResult:
         """The dataset's Arrow schema."""
         return self.dataset.schema
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        """Typed record batches, read incrementally."""
+    def batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """Typed record batches (of some columns only, if given), read incrementally."""
         schema = self.dataset.schema
+        if columns is not None:
+            schema = pa.schema([schema.field(c) for c in columns])
         reader = pacsv.open_csv(
             self.path,
             read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE),
@@ -99,14 +102,15 @@ def read_catalog(
     params: dict[str, Any],
     spool_dir: str | Path | None = None,
     helper: psycopg2.extensions.connection | None = None,
-    on_helper: Dataset | None = None,
+    on_helper: Sequence[Dataset] = (),
 ) -> CatalogSnapshot:
     """Run each dataset's query in one read-only snapshot and spool the rows to disk.
 
-    With a `helper` connection, the `on_helper` query (the biggest) runs on it while the others
-    run on `conn`, in the same snapshot: `conn` exports it (pg_export_snapshot) and the helper
-    imports it (SET TRANSACTION SNAPSHOT), as pg_dump -j does. Where the server refuses the
-    export (EXECUTE revoked, or an older hot standby), everything runs on `conn`.
+    With a `helper` connection, the `on_helper` queries (the biggest, then whatever balances
+    the two connections' time) run on it while the others run on `conn`, in the same
+    snapshot: `conn` exports it (pg_export_snapshot) and the helper imports it (SET TRANSACTION
+    SNAPSHOT), as pg_dump -j does. Where the server refuses the export (EXECUTE revoked, or an
+    older hot standby), everything runs on `conn`.
     """
     database = conn.info.dbname
     workdir = Path(tempfile.mkdtemp(prefix="pg_metadata_", dir=spool_dir))
@@ -115,15 +119,16 @@ def read_catalog(
     statements = 2  # BEGIN (implicit, sent by the driver) + COMMIT
     try:
         job = None
-        if helper is not None and on_helper in datasets and len(datasets) > 1:
+        offload = [d for d in on_helper if d in datasets]
+        if helper is not None and offload and len(offload) < len(datasets):
             exported = _export_snapshot(conn)
             statements += 1 if exported else 3  # SELECT; or a failed SELECT, ROLLBACK, BEGIN
             if exported:
-                statements += 4  # BEGIN, SET TRANSACTION SNAPSHOT, COPY, COMMIT
-                job = _HelperCopy(helper, exported, on_helper, params, workdir, snapshot)
+                statements += 3 + len(offload)  # BEGIN, SET TRANSACTION SNAPSHOT, COPYs, COMMIT
+                job = _HelperCopy(helper, exported, offload, params, workdir, snapshot)
         with job.running(conn) if job else contextlib.nullcontext(), conn.cursor() as cur:
             for dataset in datasets:
-                if job is None or dataset is not on_helper:
+                if job is None or dataset not in job.datasets:
                     _spool(cur, dataset, params, workdir, snapshot)
                     statements += 1
         conn.commit()
@@ -147,7 +152,12 @@ def _spool(
 ) -> None:
     path = workdir / f"{dataset.name}.csv"
     t0 = time.perf_counter()
-    _copy_to_file(cur, dataset, params, path, snapshot.database)
+    attributes = {"db.namespace": snapshot.database, "pg_metadata.query": dataset.name}
+    with telemetry.phase("pg_metadata.query", **attributes) as span:
+        rows = _copy_to_file(cur, dataset, params, path, snapshot.database)
+        span.set_attribute("pg_metadata.rows", rows)
+        span.set_attribute("pg_metadata.bytes", path.stat().st_size)
+    telemetry.instruments().rows.add(rows, attributes)
     snapshot.results[dataset.name] = SpooledResult(dataset, path, time.perf_counter() - t0)
 
 
@@ -167,27 +177,29 @@ def _export_snapshot(conn: psycopg2.extensions.connection) -> str | None:
 
 @dataclass
 class _HelperCopy:
-    """One query on the helper connection, in a thread, inside the exported snapshot."""
+    """Queries on the helper connection, in a thread, inside the exported snapshot."""
 
     conn: psycopg2.extensions.connection
     snapshot_name: str
-    dataset: Dataset
+    datasets: list[Dataset]
     params: dict[str, Any]
     workdir: Path
     snapshot: CatalogSnapshot
     error: BaseException | None = None
     main_failed: bool = False
+    trace_context: Any = None
 
     def run(self, main: psycopg2.extensions.connection) -> None:
         try:
-            with self.conn.cursor() as cur:
+            with telemetry.attached(self.trace_context), self.conn.cursor() as cur:
                 try:
                     cur.execute("SET TRANSACTION SNAPSHOT %s", (self.snapshot_name,))
                 except psycopg2.Error as exc:
                     raise ExtractionError(
-                        describe_query_error(self.dataset.name, self.snapshot.database, exc)
+                        describe_query_error(self.datasets[0].name, self.snapshot.database, exc)
                     ) from None
-                _spool(cur, self.dataset, self.params, self.workdir, self.snapshot)
+                for dataset in self.datasets:
+                    _spool(cur, dataset, self.params, self.workdir, self.snapshot)
             self.conn.commit()
         except BaseException as exc:
             if not self.main_failed:
@@ -197,6 +209,7 @@ class _HelperCopy:
     @contextlib.contextmanager
     def running(self, main: psycopg2.extensions.connection) -> Iterator[None]:
         """Run alongside the body; the helper's error wins over the cancel it caused."""
+        self.trace_context = telemetry.current()
         thread = threading.Thread(target=self.run, args=(main,), name="pg_metadata-helper")
         thread.start()
         try:
@@ -220,7 +233,8 @@ def _copy_to_file(
     params: dict[str, Any],
     path: Path,
     database: str,
-) -> None:
+) -> int:
+    """COPY one query's rows into a CSV file; the number of rows."""
     # mogrify binds the parameters with the driver's own quoting (COPY cannot take parameters).
     encoding = psycopg2.extensions.encodings.get(cur.connection.encoding, "utf-8")
     query = cur.mogrify(dataset.sql(), params).decode(encoding)
@@ -241,6 +255,7 @@ def _copy_to_file(
             f"query {dataset.name}.sql returned columns {header}, expected {expected}; "
             "the SQL file and pg_metadata/catalog/datasets.py disagree"
         )
+    return max(cur.rowcount, 0)
 
 
 # SQLSTATEs that mean "try again": the server is going away or not accepting us yet, or (on a

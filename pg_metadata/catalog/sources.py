@@ -55,6 +55,10 @@ class Source:
     auth: str = "basic"
     aws_region: str | None = None
     aws_profile: str | None = None
+    # explicit AWS keys of an iam_user request to the REST API (never in files: they use the
+    # AWS credential chain or a profile)
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
     role_arn: str | None = None
     external_id: str | None = field(default=None, repr=False)
     role_session_name: str | None = None
@@ -125,6 +129,8 @@ class Source:
             mode=parse_mode(self.auth),
             region=self.aws_region,
             profile=self.aws_profile,
+            access_key_id=self.aws_access_key_id,
+            secret_access_key=self.aws_secret_access_key,
             role_arn=self.role_arn,
             external_id=self.external_id,
             role_session_name=self.role_session_name or DEFAULT_APPLICATION_NAME,
@@ -247,8 +253,9 @@ def _env_value(var: str, key: str, text: str) -> Any:
         raise ConfigError(f"{var} {text!r} is not a whole number") from None
 
 
-# Keys of a sources-file entry: every Source field except `password` (files hold no secrets).
-FILE_KEYS = tuple(n for n in _FIELDS if n != "password")
+# Keys of a sources-file entry: every Source field but the secrets (files hold none).
+_IN_MEMORY_ONLY = ("password", "aws_access_key_id", "aws_secret_access_key")
+FILE_KEYS = tuple(n for n in _FIELDS if n not in _IN_MEMORY_ONLY)
 REQUIRED_KEYS = ("name", "host", "user", "connection_qualified_name")
 
 

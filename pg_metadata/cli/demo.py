@@ -58,8 +58,12 @@ def demo(args: argparse.Namespace) -> int:
     """Extract the demo catalog, or serve it in the Dagster UI with --serve."""
     from pg_metadata.demo.throwaway import ThrowawayServer
 
+    if getattr(args, "api_port", None) and not args.serve:
+        raise ConfigError("--api-port serves the REST API next to the UI: add --serve")
     if args.serve:
         check_port_free(args.port)
+        if getattr(args, "api_port", None):
+            check_port_free(args.api_port, "the REST API", "--api-port")
     for name in [n for n in os.environ if describes_source(n)]:
         del os.environ[name]  # this process connects too (libpq reads PGSERVICE and co.)
     with StopSignals() as signals:
@@ -74,7 +78,7 @@ def demo(args: argparse.Namespace) -> int:
             load_demo_catalog(server.host, server.port)
             env = demo_env(server.host, server.port)
             if args.serve:
-                code = serve(env, args.output, args.port, args.verbose, signals)
+                code = serve(env, args.output, args.port, args.verbose, signals, args.api_port)
             else:
                 code = extract_demo(env, args.output, args.verbose)
         finally:
@@ -149,9 +153,15 @@ def hermetic_env(env: dict[str, str]) -> dict[str, str]:
 
 
 def serve(
-    env: dict[str, str], output: str | None, port: int, verbose: bool, signals: StopSignals
+    env: dict[str, str],
+    output: str | None,
+    port: int,
+    verbose: bool,
+    signals: StopSignals,
+    api_port: int | None = None,
 ) -> int:
-    """Register the demo databases, then run the Dagster UI on them until a stop signal."""
+    """Register the demo databases, then run the Dagster UI (and the REST API on `api_port`)
+    on them until a stop signal."""
     from pg_metadata.output.storage import DEFAULT_TARGET
 
     target = output or DEFAULT_TARGET
@@ -164,6 +174,7 @@ def serve(
     # are removed with it even when a process had to be killed.
     run_env["TMPDIR"] = str(home / "tmp")
     ui: subprocess.Popen | None = None
+    api: subprocess.Popen | None = None
     try:
         (home / "dagster.yaml").write_text(
             (resources.files("pg_metadata.demo") / "dagster.yaml").read_text("utf-8")
@@ -184,6 +195,8 @@ def serve(
         if not wait_until_ready(ui, port):
             print(f"pg-metadata: error: dagster dev exited ({ui.returncode})", file=sys.stderr)
             return 1
+        if api_port:
+            api = start_api(run_env, port, api_port, verbose)
         print(
             f"pg-metadata: Dagster UI on http://{UI_HOST}:{port} (source 'default', database "
             f"{DEMO_DATABASE!r}); Ctrl-C stops the UI and the server",
@@ -198,6 +211,8 @@ def serve(
         return 1
     finally:
         signals.disarm()
+        if api is not None:
+            stop_api(api)
         if ui is not None:
             stop_ui(ui, signals)
         shutil.rmtree(home, ignore_errors=True)
@@ -225,6 +240,29 @@ def start_ui(
         process_group=0,
         preexec_fn=_interrupt_when_parent_dies(),
     )
+
+
+def start_api(env: dict[str, str], ui_port: int, port: int, verbose: bool) -> subprocess.Popen:
+    """`pg-metadata serve` on the demo's instance, launching runs through its UI."""
+    command = [sys.executable, "-m", "pg_metadata.cli.main", "serve", "--port", str(port)]
+    return subprocess.Popen(
+        [*command, *(["-v"] if verbose else [])],
+        env={**env, "PG_METADATA_DAGSTER_URL": f"http://{UI_HOST}:{ui_port}"},
+        stdin=subprocess.DEVNULL,
+        process_group=0,
+        preexec_fn=_interrupt_when_parent_dies(),
+    )
+
+
+def stop_api(api: subprocess.Popen) -> None:
+    """SIGINT (uvicorn's graceful stop), then SIGKILL after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        api.send_signal(signal.SIGINT)
+    try:
+        api.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        api.kill()
+        api.wait()
 
 
 def _interrupt_when_parent_dies() -> Callable[[], None] | None:
@@ -294,16 +332,16 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def check_port_free(port: int) -> None:
-    """Fail before starting anything when the UI's port is taken."""
+def check_port_free(port: int, what: str = "the Dagster UI", option: str = "--port") -> None:
+    """Fail before starting anything when a port to serve on is taken."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the webserver binds
         try:
             sock.bind((UI_HOST, port))
         except OSError as exc:
             raise ConfigError(
-                f"port {port} on {UI_HOST} is not available for the Dagster UI ({exc.strerror}); "
-                "choose another with --port"
+                f"port {port} on {UI_HOST} is not available for {what} ({exc.strerror}); "
+                f"choose another with {option}"
             ) from None
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,11 +88,13 @@ def sources_from_args(args: argparse.Namespace) -> list[Source]:
 
 def extract(args: argparse.Namespace) -> int:
     """Validate everything, then for each source discover its databases and run each one."""
-    from pg_metadata.output.storage import DEFAULT_TARGET, parse_target
+    from pg_metadata.output.storage import DEFAULT_TARGET, open_store, parse_target
 
     sources = sources_from_args(args)
     target = args.output or DEFAULT_TARGET
     parse_target(target)
+    for source in sources:  # a missing bucket or read-only folder fails before any server work
+        open_store(target, source.name).probe()
     # Everything checkable without a connection has been checked; now pay for Dagster.
     import dagster as dg
 
@@ -100,7 +104,11 @@ def extract(args: argparse.Namespace) -> int:
     run_config = {} if args.verbose else _quiet_run_config()
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     instance = instance or dg.DagsterInstance.ephemeral()
-    results = [run_source(defs, instance, s, run_config) for s in sources]
+    from pg_metadata import telemetry
+
+    names = ",".join(s.name for s in sources)
+    with telemetry.phase("pg_metadata.extract", **{"pg_metadata.sources": names}):
+        results = [run_source(defs, instance, s, run_config) for s in sources]
     for result in results:
         _print_summary(result, _store_uri(target, result.source.name))
     return 0 if all(r.ok for r in results) else 1
@@ -108,31 +116,61 @@ def extract(args: argparse.Namespace) -> int:
 
 def run_source(defs: Any, instance: Any, source: Source, run_config: dict) -> SourceResult:
     """Discovery, then one extraction run per database; a failing server fails only itself."""
+    from pg_metadata import telemetry
     from pg_metadata.orchestration.plan import SourcePlan
+    from pg_metadata.orchestration.run_results import failure_line
+    from pg_metadata.orchestration.tracing import PARTITION_TAG
     from pg_metadata.orchestration.translator import PostgresCatalogTranslator
 
     plan = SourcePlan(source, PostgresCatalogTranslator().get_asset_spec)
     result = SourceResult(source)
-    discover = defs.resolve_job_def(plan.discover_job_name).execute_in_process(
-        instance=instance, run_config=run_config, raise_on_error=False
-    )
-    if not discover.success:
-        result.error = failure_line(discover)
-        return result
-    names = list(instance.get_dynamic_partitions(plan.partitions.name))
-    if not names:
-        result.error = (
-            f"no database on {source.describe()} matches the filters (check the include/"
-            "exclude filters and the CONNECT privilege)"
-        )
-        return result
-    job = defs.resolve_job_def(plan.extract_job_name)
-    for name in names:
-        run = job.execute_in_process(
-            instance=instance, partition_key=name, run_config=run_config, raise_on_error=False
-        )
-        result.databases.append(_database_result(name, run))
+    with telemetry.phase("pg_metadata.source", **{"pg_metadata.source": source.name}) as span:
+        discover = _execute(defs, instance, plan.discover_job_name, run_config, plan.job_tags)
+        if not discover.success:
+            result.error = failure_line(discover.all_events)
+            span.set_status(telemetry.error_status(result.error))
+            return result
+        names = list(instance.get_dynamic_partitions(plan.partitions.name))
+        if not names:
+            result.error = (
+                f"no database on {source.describe()} matches the filters (check the include/"
+                "exclude filters and the CONNECT privilege)"
+            )
+            span.set_status(telemetry.error_status(result.error))
+            return result
+        for name in names:
+            attributes = {"pg_metadata.source": source.name, "db.namespace": name}
+            with telemetry.phase("pg_metadata.database", **attributes) as db_span:
+                tags = {**plan.job_tags, PARTITION_TAG: name}
+                run = _execute(defs, instance, plan.extract_job_name, run_config, tags, name)
+                outcome = _database_result(name, run)
+                if not outcome.ok:
+                    db_span.set_status(telemetry.error_status(outcome.error))
+                    telemetry.log(logging.ERROR, f"{source.name}/{name}: {outcome.error}")
+            result.databases.append(outcome)
     return result
+
+
+def _execute(
+    defs: Any,
+    instance: Any,
+    job_name: str,
+    run_config: dict,
+    tags: dict[str, str],
+    partition: str | None = None,
+) -> Any:
+    """One in-process run of a job, inside its run span."""
+    from pg_metadata.orchestration.tracing import run_span
+
+    run_id = str(uuid.uuid4())  # what Dagster uses; known before the run, for its span
+    with run_span(run_id, job_name, tags):
+        return defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance,
+            partition_key=partition,
+            run_config=run_config,
+            raise_on_error=False,
+            run_id=run_id,
+        )
 
 
 def _store_uri(target: str, source: str) -> str:
@@ -145,29 +183,13 @@ def _quiet_run_config() -> dict:
     return {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def failure_line(result: Any) -> str:
-    """The one-line reason a run failed."""
-    for event in result.all_events:
-        if event.is_step_failure:
-            data = event.step_failure_data
-            if data.user_failure_data is not None and data.user_failure_data.description:
-                return data.user_failure_data.description
-            if data.error is not None:
-                return data.error.message.strip().splitlines()[-1]
-    return "the run failed; rerun with --verbose for Dagster's log"
-
-
 def _database_result(name: str, run: Any) -> DatabaseResult:
+    from pg_metadata.orchestration.run_results import failure_line, manifest_of
+
     if not run.success:
-        return DatabaseResult(name, ok=False, error=failure_line(run))
-    metadata: dict[str, Any] = {}
-    for event in run.get_asset_materialization_events():
-        mat = event.step_materialization_data.materialization
-        if "entities" in mat.metadata and "latest" in mat.metadata:
-            metadata = mat.metadata
-    entities = metadata["entities"].value if "entities" in metadata else {}
-    latest = str(metadata["latest"].value) if "latest" in metadata else ""
-    return DatabaseResult(name, ok=True, entities=dict(entities), latest=latest)
+        return DatabaseResult(name, ok=False, error=failure_line(run.all_events))
+    manifest = manifest_of(run.all_events) or {"entities": {}, "latest": ""}
+    return DatabaseResult(name, ok=True, entities=manifest["entities"], latest=manifest["latest"])
 
 
 def _print_summary(result: SourceResult, target: str) -> None:

@@ -2,6 +2,7 @@
 output modules, built from the source's plan (translated specs, pool, partitions)."""
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -9,9 +10,9 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pg_metadata import telemetry
 from pg_metadata.atlan import columns as COLS
 from pg_metadata.atlan import entities as E
-from pg_metadata.atlan import lineage as L
 from pg_metadata.atlan.procedures import procedure_entities
 from pg_metadata.catalog.datasets import (
     COLUMNS,
@@ -28,6 +29,7 @@ from pg_metadata.catalog.datasets import (
 from pg_metadata.catalog.reader import read_catalog
 from pg_metadata.errors import OutputError, PgMetadataError
 from pg_metadata.orchestration import checks as C
+from pg_metadata.orchestration.overrides import effective_source
 from pg_metadata.orchestration.partitions import ensure_pool_limit, sync_database_partitions
 from pg_metadata.orchestration.plan import (
     ENTITY_PATHS,
@@ -35,9 +37,14 @@ from pg_metadata.orchestration.plan import (
     RAW_PATHS,
     SourcePlan,
 )
+from pg_metadata.orchestration.tracing import step_trace
 from pg_metadata.output.formats import Entities, JsonLinesFile, ParquetFile
 
 RETRY_BASE_SECONDS = 2
+# On the second connection: columns (the biggest), then foreign keys, which balances the two
+# connections on a 1M-column catalog (8.3 s and 8.6 s of server time, against 11.4 s and 7.6 s
+# with columns alone; bench/RESULTS.md).
+HELPER_QUERIES = (COLUMNS, FOREIGN_KEYS)
 _KIND_TAG = "dagster/kind/"
 
 
@@ -70,8 +77,15 @@ def user_errors(
         if exc.transient and context is not None and context.retry_number < retries:
             wait = min(60, RETRY_BASE_SECONDS * 2**context.retry_number)
             context.log.warning(f"{exc}; retrying in {wait}s")
+            telemetry.log(logging.WARNING, f"{exc}; retrying in {wait}s")
             raise dg.RetryRequested(max_retries=retries, seconds_to_wait=wait) from None
         raise dg.Failure(description=str(exc), allow_retries=False) from None
+
+
+def probe_output(context: dg.AssetExecutionContext, plan: SourcePlan) -> None:
+    """Fail in one line, before the server is touched, when the output cannot be written."""
+    with telemetry.phase("pg_metadata.probe_output"):
+        getattr(context.resources, plan.io_manager_key).output.store().probe()
 
 
 def atlan_context(context: dg.AssetExecutionContext, plan: SourcePlan) -> E.AtlanContext:
@@ -98,11 +112,14 @@ def databases_asset(plan: SourcePlan) -> dg.AssetsDefinition:
     @dg.asset(
         **spec_args(plan.specs[path], path),
         io_manager_key=plan.io_manager_key,
+        required_resource_keys={plan.io_manager_key},
         pool=plan.pool,
     )
     def _databases(context: dg.AssetExecutionContext) -> dg.Output:
         source = plan.source
-        with user_errors(context, source.retries):
+        span = telemetry.phase("pg_metadata.list_databases", **{"pg_metadata.source": plan.name})
+        with step_trace(context), user_errors(context, source.retries), span:
+            probe_output(context, plan)
             ensure_pool_limit(context.instance, plan)
             params = source.sql_params()
             conn = plan.connector.connect()
@@ -147,44 +164,56 @@ def catalog_asset(plan: SourcePlan) -> dg.AssetsDefinition:
         outs=outs,
         partitions_def=plan.partitions,
         can_subset=True,
+        required_resource_keys={plan.io_manager_key},
         pool=plan.pool,
     )
     def _catalog(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
         database = context.partition_key
-        source = plan.source
         selected = [d for d in PER_DATABASE if plan.raw_key(d) in context.selected_asset_keys]
-        with user_errors(context, source.retries):
-            params = source.sql_params()
-            with contextlib.ExitStack() as connections:
-                connect = plan.connector.connect
-                conn = connections.enter_context(contextlib.closing(connect(database)))
-                helper = None
-                if COLUMNS in selected and source.connections_per_database == 2:
-                    helper = connections.enter_context(contextlib.closing(connect(database)))
-                server_version = conn.info.parameter_status("server_version")
-                snapshot = read_catalog(
-                    conn, [*selected, FINGERPRINT], params, helper=helper, on_helper=COLUMNS
-                )
-        with snapshot:
-            (row,) = snapshot.results[FINGERPRINT.name].read_all().to_pylist()
-            context.log.info(
-                f"read {database!r} in {snapshot.seconds:.2f}s with {snapshot.statements} "
-                f"statements; {row['relation_count']} relations"
-            )
-            for d in selected:
-                result = snapshot.results[d.name]
-                yield dg.Output(
-                    result,
-                    output_name=d.name,
-                    metadata={
-                        "query_seconds": round(result.seconds, 3),
-                        "statements_per_database": snapshot.statements,
-                        "catalog_fingerprint": row["fingerprint"],
-                        "server_version": server_version,
-                    },
-                )
+        with step_trace(context):
+            yield from _read_database(context, plan, database, selected)
 
     return _catalog
+
+
+def _read_database(
+    context: dg.AssetExecutionContext, plan: SourcePlan, database: str, selected: list[Dataset]
+) -> Iterator[dg.Output]:
+    attributes = {"pg_metadata.source": plan.name, "db.namespace": database}
+    read = telemetry.phase("pg_metadata.read_catalog", **attributes)
+    with user_errors(context, plan.source.retries), read as span:
+        source = effective_source(plan.source, context.run.tags)
+        probe_output(context, plan)
+        params = source.sql_params()
+        with contextlib.ExitStack() as connections:
+            connect = plan.connector.connect
+            conn = connections.enter_context(contextlib.closing(connect(database)))
+            helper = None
+            if COLUMNS in selected and source.connections_per_database == 2:
+                helper = connections.enter_context(contextlib.closing(connect(database)))
+            server_version = conn.info.parameter_status("server_version")
+            snapshot = read_catalog(
+                conn, [*selected, FINGERPRINT], params, helper=helper, on_helper=HELPER_QUERIES
+            )
+        span.set_attribute("pg_metadata.statements", snapshot.statements)
+    with snapshot:
+        (row,) = snapshot.results[FINGERPRINT.name].read_all().to_pylist()
+        context.log.info(
+            f"read {database!r} in {snapshot.seconds:.2f}s with {snapshot.statements} "
+            f"statements; {row['relation_count']} relations"
+        )
+        for d in selected:
+            result = snapshot.results[d.name]
+            yield dg.Output(
+                result,
+                output_name=d.name,
+                metadata={
+                    "query_seconds": round(result.seconds, 3),
+                    "statements_per_database": snapshot.statements,
+                    "catalog_fingerprint": row["fingerprint"],
+                    "server_version": server_version,
+                },
+            )
 
 
 def checked_entities(
@@ -209,7 +238,8 @@ def checked_entities(
     yield dg.Output(
         Entities(type_name, scanner.watch(entities())), output_name=output_name, metadata=metadata
     )
-    found = scanner.finish(entities)
+    with telemetry.phase("pg_metadata.checks", **{"pg_metadata.entity_type": type_name}):
+        found = scanner.finish(entities)
     expected = C.expected_count(type_name, raw)
     yield from C.check_results(plan.entity_key(type_name), type_name, found, expected)
 
@@ -237,17 +267,19 @@ def database_entity_asset(plan: SourcePlan) -> dg.AssetsDefinition:
     def _database(
         context: dg.AssetExecutionContext, databases: ParquetFile, schemas: ParquetFile
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        name = context.partition_key
-        with user_errors():
-            ctx = atlan_context(context, plan)
-            rows = [r for r in databases.rows() if r["database_name"] == name]
-            if not rows:
-                raise OutputError(
-                    f"database {name!r} is not in the latest raw/databases output of source "
-                    f"{plan.name!r}; materialize {plan.raw_key(DATABASES).to_user_string()} first"
-                )
-        entity = E.database_entity(rows[0], schemas.num_rows, ctx)
-        yield from checked_entities(plan, E.DATABASE, lambda: [entity], {}, None)
+        with step_trace(context):
+            name = context.partition_key
+            with user_errors():
+                ctx = atlan_context(context, plan)
+                rows = [r for r in databases.rows() if r["database_name"] == name]
+                if not rows:
+                    raise OutputError(
+                        f"database {name!r} is not in the latest raw/databases output of "
+                        f"source {plan.name!r}; materialize "
+                        f"{plan.raw_key(DATABASES).to_user_string()} first"
+                    )
+            entity = E.database_entity(rows[0], schemas.num_rows, ctx)
+            yield from checked_entities(plan, E.DATABASE, lambda: [entity], {}, None)
 
     return _database
 
@@ -279,16 +311,17 @@ def entity_asset(
     def _entities(
         context: dg.AssetExecutionContext, raw: ParquetFile, **referenced_entities: JsonLinesFile
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        with user_errors():
-            ctx = atlan_context(context, plan)
-        yield from checked_entities(
-            plan,
-            type_name,
-            lambda: to_entities(raw, ctx),
-            referenced_entities,
-            raw,
-            metadata={"dagster/column_lineage": column_lineage(type_name, raw_key)},
-        )
+        with step_trace(context):
+            with user_errors():
+                ctx = atlan_context(context, plan)
+            yield from checked_entities(
+                plan,
+                type_name,
+                lambda: to_entities(raw, ctx),
+                referenced_entities,
+                raw,
+                metadata={"dagster/column_lineage": column_lineage(type_name, raw_key)},
+            )
 
     return _entities
 
@@ -339,22 +372,23 @@ def column_entity_asset(plan: SourcePlan) -> dg.AssetsDefinition:
         foreign_keys: ParquetFile,
         **referenced_entities: JsonLinesFile,
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        with user_errors():
-            ctx = atlan_context(context, plan)
-        keys = COLS.ForeignKeys.from_rows(foreign_keys.rows(), ctx)
-        yield from checked_entities(
-            plan,
-            E.COLUMN,
-            lambda: COLS.column_entities_from_batches(raw.batches(), ctx, keys),
-            referenced_entities,
-            raw,
-            metadata={
-                "dagster/column_lineage": column_lineage(E.COLUMN, raw_key),
-                "foreign_key_links": keys.kept,
-                "foreign_key_links_filtered_out": keys.omitted,
-            },
-            linked_columns=keys.columns,
-        )
+        with step_trace(context):
+            with user_errors():
+                ctx = atlan_context(context, plan)
+            keys = COLS.ForeignKeys.from_rows(foreign_keys.rows(), ctx)
+            yield from checked_entities(
+                plan,
+                E.COLUMN,
+                lambda: COLS.column_entities_from_batches(raw.batches(), ctx, keys),
+                referenced_entities,
+                raw,
+                metadata={
+                    "dagster/column_lineage": column_lineage(E.COLUMN, raw_key),
+                    "foreign_key_links": keys.kept,
+                    "foreign_key_links_filtered_out": keys.omitted,
+                },
+                linked_columns=keys.columns,
+            )
 
     return _columns
 
@@ -390,43 +424,52 @@ def lineage_asset(plan: SourcePlan) -> dg.AssetsDefinition:
         column: JsonLinesFile,
         **relations: JsonLinesFile,
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        with user_errors():
-            ctx = atlan_context(context, plan)
-        definitions = {
-            r["table_oid"]: r["view_definition"]
-            for r in tables.rows(
-                ["table_oid", "table_kind", "view_definition"], where=_MAY_BE[E.VIEW_OR_MV]
+        with step_trace(context):
+            with user_errors():
+                ctx = atlan_context(context, plan)
+            definitions = {
+                r["table_oid"]: r["view_definition"]
+                for r in tables.rows(
+                    ["table_oid", "table_kind", "view_definition"], where=_MAY_BE[E.VIEW_OR_MV]
+                )
+            }
+            # sqlglot is imported here, not at load: ~0.4 s off every code location load
+            from pg_metadata.atlan import lineage as L
+
+            attributes = {
+                "db.namespace": context.partition_key,
+                "pg_metadata.views": len(definitions),
+            }
+            with telemetry.phase("pg_metadata.lineage", **attributes):
+                processes, column_processes, stats = L.lineage_results(
+                    list(lineage.rows()), definitions, ctx
+                )
+            if stats.examples:
+                message = f"view lineage: {stats.metadata()}; e.g. {'; '.join(stats.examples[:3])}"
+                context.log.warning(message)
+                telemetry.log(logging.WARNING, message)
+            yield from checked_entities(
+                plan, E.PROCESS, lambda: processes, relations, lineage, output_name="process"
             )
-        }
-        processes, column_processes, stats = L.lineage_results(
-            list(lineage.rows()), definitions, ctx
-        )
-        if stats.examples:
-            context.log.warning(
-                f"view lineage: {stats.metadata()}; e.g. {'; '.join(stats.examples[:3])}"
+            wanted = {
+                r["uniqueAttributes"]["qualifiedName"]
+                for e in column_processes
+                for r in (*e["attributes"]["inputs"], *e["attributes"]["outputs"])
+            }
+            known = {
+                E.COLUMN: column.present(wanted),
+                E.PROCESS: {e["attributes"]["qualifiedName"] for e in processes},
+            }
+            yield from checked_entities(
+                plan,
+                E.COLUMN_PROCESS,
+                lambda: column_processes,
+                {},
+                None,
+                metadata=stats.metadata(),
+                known=known,
+                output_name="column_process",
             )
-        yield from checked_entities(
-            plan, E.PROCESS, lambda: processes, relations, lineage, output_name="process"
-        )
-        wanted = {
-            r["uniqueAttributes"]["qualifiedName"]
-            for e in column_processes
-            for r in (*e["attributes"]["inputs"], *e["attributes"]["outputs"])
-        }
-        known = {
-            E.COLUMN: column.present(wanted),
-            E.PROCESS: {e["attributes"]["qualifiedName"] for e in processes},
-        }
-        yield from checked_entities(
-            plan,
-            E.COLUMN_PROCESS,
-            lambda: column_processes,
-            {},
-            None,
-            metadata=stats.metadata(),
-            known=known,
-            output_name="column_process",
-        )
 
     return _lineage
 

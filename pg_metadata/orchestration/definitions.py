@@ -21,6 +21,7 @@ from pg_metadata.orchestration.manifest import manifest_asset
 from pg_metadata.orchestration.object_assets import object_specs
 from pg_metadata.orchestration.plan import SourcePlan, SpecFn
 from pg_metadata.orchestration.resources import OutputTarget
+from pg_metadata.orchestration.tracing import traced
 from pg_metadata.orchestration.translator import PostgresCatalogTranslator
 from pg_metadata.output.storage import DEFAULT_TARGET, parse_target
 
@@ -112,13 +113,15 @@ def executor() -> dg.ExecutorDefinition | None:
     `in_process` (default) runs a small database's steps in the run's own process, as fast as
     the CLI; `multiprocess` gives every step its own process; `celery` sends steps to
     dagster-celery workers (broker CELERY_BROKER_URL); `none` leaves the choice to your own
-    Definitions (e.g. dagster-k8s's k8s_job_executor).
+    Definitions (e.g. dagster-k8s's k8s_job_executor). Each runs inside a span per run
+    (orchestration/tracing.py) when OpenTelemetry is configured.
     """
     name = os.environ.get("PG_METADATA_EXECUTOR") or "in_process"
     if name not in EXECUTORS:
         raise ConfigError(f"PG_METADATA_EXECUTOR {name!r} is not one of {', '.join(EXECUTORS)}")
     if name not in _EXECUTOR:
-        _EXECUTOR[name] = _make_executor(name)
+        made = _make_executor(name)
+        _EXECUTOR[name] = traced(made) if made is not None else None
     return _EXECUTOR[name]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
+from pg_metadata import telemetry
 from pg_metadata.errors import OutputError
 from pg_metadata.orchestration.history import latest_materialization
 from pg_metadata.orchestration.plan import PATH_METADATA
@@ -95,20 +96,31 @@ class CatalogIOManager(dg.ConfigurableIOManager):
             digest = None
         key = output_key(context.run_id, path, partition, ext)
         names_uri = None
-        try:
-            rows = writer(staging)
-            size = staging.stat().st_size
-            sha256 = digest.hexdigest() if digest is not None else file_sha256(staging)
-            if names is not None:
-                names.close()
-                index_key = output_key(context.run_id, names_key(path), partition, ".jsonl")
-                names_uri = store.publish(names.path, index_key)
-            uri = store.publish(staging, key)
-        finally:
-            staging.unlink(missing_ok=True)
-            if names is not None:
-                names.close()
-                names.path.unlink(missing_ok=True)
+        type_name = obj.type_name if isinstance(obj, Entities) else None
+        attributes = {
+            "pg_metadata.path": path,
+            "pg_metadata.entity_type": type_name,
+            "db.namespace": partition,
+        }
+        # entities are built as they are written: this span is the transform and the write
+        with telemetry.phase("pg_metadata.write", **attributes) as span:
+            try:
+                rows = writer(staging)
+                size = staging.stat().st_size
+                sha256 = digest.hexdigest() if digest is not None else file_sha256(staging)
+                with telemetry.phase("pg_metadata.upload", **{"pg_metadata.path": path}):
+                    if names is not None:
+                        names.close()
+                        index_key = output_key(context.run_id, names_key(path), partition, ".jsonl")
+                        names_uri = store.publish(names.path, index_key)
+                    uri = store.publish(staging, key)
+            finally:
+                staging.unlink(missing_ok=True)
+                if names is not None:
+                    names.close()
+                    names.path.unlink(missing_ok=True)
+            span.set_attributes({"pg_metadata.rows": rows, "pg_metadata.bytes": size, "uri": uri})
+        telemetry.record_output(self.output.source, path, type_name, rows, size)
         metadata: dict[str, Any] = {
             "uri": dg.MetadataValue.path(uri),
             "dagster/row_count": rows,

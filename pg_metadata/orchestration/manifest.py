@@ -12,14 +12,18 @@ manifest says why it lists none.
 
 import datetime as dt
 import json
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 
+from pg_metadata import telemetry
 from pg_metadata.catalog.datasets import DATABASES
 from pg_metadata.errors import OutputError
 from pg_metadata.orchestration.assets import spec_args
 from pg_metadata.orchestration.history import latest_materialization
+from pg_metadata.orchestration.overrides import effective_source
 from pg_metadata.orchestration.plan import (
     ENTITY_PATHS,
     MANIFEST_PATH,
@@ -27,6 +31,7 @@ from pg_metadata.orchestration.plan import (
     SourcePlan,
 )
 from pg_metadata.orchestration.resources import OutputTarget
+from pg_metadata.orchestration.tracing import step_trace
 from pg_metadata.output.formats import read_names
 from pg_metadata.output.storage import ObjectStore, encode_segment
 
@@ -59,7 +64,11 @@ def latest_file(
 
 
 def build_manifest(
-    instance: dg.DagsterInstance, plan: SourcePlan, database: str, run_id: str
+    instance: dg.DagsterInstance,
+    plan: SourcePlan,
+    database: str,
+    run_id: str,
+    tags: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The manifest document for one database of a source."""
     files = [latest_file(instance, plan, RAW_PATHS[DATABASES.name], None)]
@@ -71,15 +80,10 @@ def build_manifest(
         "database": database,
         "run_id": run_id,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "filters": filters_of(plan),
+        "filters": effective_source(plan.source, tags or {}).catalog_filter.describe(),
         "files": files,
         "entities": {t: rows[p] for t, p in ENTITY_PATHS.items()},
     }
-
-
-def filters_of(plan: SourcePlan) -> dict[str, Any]:
-    """What the output selected: the anchored include/exclude rules and the temp-table regex."""
-    return plan.source.catalog_filter.describe()
 
 
 def deletions(
@@ -117,17 +121,28 @@ def manifest_asset(plan: SourcePlan) -> dg.AssetsDefinition:
     def _manifest(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         database = context.partition_key
         output: OutputTarget = getattr(context.resources, plan.io_manager_key).output
+        attributes = {"pg_metadata.source": plan.name, "db.namespace": database}
+        publish = telemetry.phase("pg_metadata.manifest", **attributes)
         try:
-            doc = build_manifest(context.instance, plan, database, context.run.run_id)
-            store = output.store()
-            segment = encode_segment(database)
-            previous = store.read_bytes(f"latest/{segment}.json")
-            doc.update(deletions(store, doc, json.loads(previous) if previous else None))
-            data = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")
-            uri = store.publish_bytes(data, f"runs/{context.run.run_id}/manifest/{segment}.json")
-            latest = store.publish_bytes(data, f"latest/{segment}.json")
+            with step_trace(context), publish as span:
+                run = context.run
+                doc = build_manifest(context.instance, plan, database, run.run_id, run.tags)
+                store = output.store()
+                segment = encode_segment(database)
+                previous = store.read_bytes(f"latest/{segment}.json")
+                doc.update(deletions(store, doc, json.loads(previous) if previous else None))
+                data = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")
+                run_key = f"runs/{context.run.run_id}/manifest/{segment}.json"
+                uri = store.publish_bytes(data, run_key)
+                latest = store.publish_bytes(data, f"latest/{segment}.json")
+                span.set_attributes({"uri": latest, "pg_metadata.bytes": len(data)})
         except OutputError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
+        telemetry.log(
+            logging.INFO,
+            f"published the manifest of {plan.name}/{database}: {latest}",
+            **{"pg_metadata.entities": json.dumps(doc["entities"])},
+        )
         return dg.MaterializeResult(
             metadata={
                 "uri": dg.MetadataValue.path(uri),

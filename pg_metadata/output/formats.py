@@ -101,7 +101,10 @@ class JsonLinesFile:
         million names need not be held as a set to check a few thousand references)."""
         if self.names_path is None:
             return wanted & set(self.qualified_names())
-        return {name for name in iter_names(self.names_path) if name in wanted}
+        found: set[str] = set()
+        for chunk in iter_name_chunks(self.names_path):
+            found.update(wanted.intersection(chunk))
+        return found
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         loads = orjson.loads
@@ -153,12 +156,18 @@ class NamesIndex:
             self._file.close()
 
 
-def iter_names(path: Path) -> Iterator[str]:
-    """The names of a names index, in order."""
+def iter_name_chunks(path: Path) -> Iterator[list[str]]:
+    """The names of a names index, one line (a list of names) at a time."""
     loads = orjson.loads
     with open(path, "rb") as f:
         for line in f:
-            yield from loads(line)
+            yield loads(line)
+
+
+def iter_names(path: Path) -> Iterator[str]:
+    """The names of a names index, in order."""
+    for chunk in iter_name_chunks(path):
+        yield from chunk
 
 
 def read_names(path: Path) -> list[str]:

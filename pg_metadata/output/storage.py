@@ -56,6 +56,11 @@ class ObjectStore(ABC):
     def list_keys(self, prefix: str) -> list[str]:
         """Keys directly or indirectly under a prefix like `latest/`."""
 
+    @abstractmethod
+    def probe(self) -> str:
+        """Prove the target is writable (write and delete a probe object); a description of it.
+        Raises OutputError naming the folder or bucket and what to check."""
+
     def publish_bytes(self, data: bytes, key: str) -> str:
         """Publish small content atomically."""
         fd, name = tempfile.mkstemp(dir=self.staging_dir(), suffix=".part")
@@ -83,6 +88,22 @@ class LocalStore(ObjectStore):
                 "(set PG_METADATA_OUTPUT to a writable folder or s3://bucket/prefix)"
             ) from None
         return path
+
+    def probe(self) -> str:
+        where = f"output folder {self.root}"
+        try:
+            self.staging_dir()
+            probe = self.root / f".pg_metadata-probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"probe")
+            probe.unlink()
+        except OutputError:
+            raise
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write to {where}: {exc.strerror or exc} (set PG_METADATA_OUTPUT to a "
+                "writable folder or s3://bucket/prefix)"
+            ) from None
+        return f"{where} is writable"
 
     def publish(self, local: Path, key: str) -> str:
         target = self.root / key
@@ -121,6 +142,30 @@ class S3Store(ObjectStore):
 
     def staging_dir(self) -> Path:
         return _process_temp_dir()
+
+    def probe(self) -> str:
+        where = self.uri("")
+        region = getattr(getattr(self.client, "meta", None), "region_name", None) or "default"
+        key = self._key(f".pg_metadata-probe-{uuid.uuid4().hex}")
+        step = "find the bucket"
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+            step = "write a probe object"
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=b"probe")
+            step = "delete the probe object"
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            reason = _aws_reason(exc)
+            if reason in ("404", "404 Not Found", "NoSuchBucket"):
+                reason = f"bucket {self.bucket!r} does not exist"
+            elif reason in ("403", "403 Forbidden"):
+                reason = f"access to bucket {self.bucket!r} is denied"
+            raise OutputError(
+                f"cannot use output {where}: could not {step}: {reason} (region {region}; check "
+                "the bucket name, AWS_REGION, the AWS credentials, and AWS_ENDPOINT_URL for an "
+                "S3-compatible store)"
+            ) from None
+        return f"output {where} is writable (bucket {self.bucket!r}, region {region})"
 
     def publish(self, local: Path, key: str) -> str:
         try:

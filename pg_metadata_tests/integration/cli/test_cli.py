@@ -10,20 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from pg_metadata_tests.integration.cli.conftest import pg_metadata
+
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 
 
-def cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "pg-metadata"), *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+cli = pg_metadata
 
 
 @pytest.fixture

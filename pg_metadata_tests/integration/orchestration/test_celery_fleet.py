@@ -695,11 +695,17 @@ def test_fleet_extraction_on_celery_workers_keeps_every_connection_cap(
                 "View": layout.view_count,
                 "MaterialisedView": 0,
                 "Column": layout.column_count,
+                "Procedure": 0,
+                "Process": layout.view_count,  # one per view, each reads t0
+                "ColumnProcess": layout.view_count * 2,  # id and name of every view
             }, (s.name, db)
             if db == SHARED_DB:
                 names = _qualified_names(manifest)
                 assert len(names) == len(set(names)) == sum(manifest["entities"].values())
-                assert all(n.startswith(f"{s.connection_qn}/{db}") for n in names), names
+                assert all(n.startswith(f"{s.connection_qn}/") for n in names), names
+                processes = manifest["entities"]["Process"] + manifest["entities"]["ColumnProcess"]
+                in_db = [n for n in names if n.startswith(f"{s.connection_qn}/{db}")]
+                assert len(in_db) == len(names) - processes, names
                 shared[s.name] = set(names)
     first, second = (shared[s.name] for s in fleet)
     assert not first & second and len(first) != len(second)
