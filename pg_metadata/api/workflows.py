@@ -24,6 +24,7 @@ import dagster as dg
 
 from pg_metadata import telemetry
 from pg_metadata.api.metrics import ApiMetrics
+from pg_metadata.catalog.preflight import check_source_patterns
 from pg_metadata.catalog.sources import Source
 from pg_metadata.errors import ConfigError, PgMetadataError
 from pg_metadata.orchestration.automation import list_databases, listed_databases
@@ -212,6 +213,8 @@ class WorkflowService:
         try:
             configured = list_databases(plan)
             selected = configured if effective is source else list_databases(self.plan(effective))
+        except ConfigError as exc:  # a filter regex PostgreSQL refuses
+            raise ApiError(422, f"metadata: {exc}") from None
         except PgMetadataError as exc:
             raise ApiError(503, str(exc)) from None
         targets = list(databases) if databases else selected
@@ -275,7 +278,7 @@ class WorkflowService:
     ) -> list[str]:
         run_ids = []
         for db in config.databases:
-            tags = {**base, PARTITION_TAG: db}
+            tags = {**base, PARTITION_TAG: db, **plan.database_tags(db)}
             run_ids.append(self._launch(plan.extract_job_name, tags, "extract", root))
         return run_ids
 
@@ -411,8 +414,9 @@ class WorkflowService:
         if "overrides" in changes:
             config.overrides = dict(changes["overrides"])
         try:
-            source.replace(**config.overrides)
+            effective = source.replace(**config.overrides)
             overrides_tag(config.overrides)
+            check_source_patterns(effective)
         except ConfigError as exc:
             raise ApiError(422, f"metadata: {exc}") from None
         for run in self._runs(workflow_id):

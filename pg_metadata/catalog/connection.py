@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +54,23 @@ def connect(
     conn.set_session(
         isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True
     )
+    OPEN_CONNECTIONS.add(conn)
     return conn
+
+
+OPEN_CONNECTIONS: weakref.WeakSet = weakref.WeakSet()  # for cancel_all
+
+
+def cancel_all() -> int:
+    """Cancel the statement running on every open connection (PQcancel, safe from any thread),
+    so a stop signal does not wait for a long COPY; returns how many were open."""
+    count = 0
+    for conn in list(OPEN_CONNECTIONS):
+        if not conn.closed:
+            count += 1
+            with contextlib.suppress(Exception):
+                conn.cancel()
+    return count
 
 
 _TRANSIENT = (

@@ -4,18 +4,27 @@ Format (Atlan's): a JSON object mapping a database regex to a list of schema reg
 (all schemas): ``{"^shop$": ["^sales$", "^public$"], "^crm$": "*"}``. The SDK's newer dict form
 ``{"^shop$": {"^sales$": {}}}`` is accepted too. Every regex is anchored at both ends, so
 ``shop`` matches the database ``shop`` only, never ``shop_archive``.
+
+The regexes run on the server, so PostgreSQL's engine (ARE) is what validates them
+(`check_patterns` in preflight, bound parameters, before any extraction): here only the shape,
+size and nesting of the JSON are checked, which need no server.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from pg_metadata.errors import ConfigError
 
 ALL_SCHEMAS = ".*"
+MAX_FILTER_CHARS = 256 * 1024  # a filter's JSON text
+MAX_PATTERN_CHARS = 10_000  # one regex; PostgreSQL compiles it for every name it tests
+# an ARE may begin with embedded options, e.g. (?i); they must stay in front when anchoring
+_OPTIONS = re.compile(r"^\(\?[bceimnpqstwx]+\)")
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,7 @@ class CatalogFilter:
         """Parse and validate; raises ConfigError naming the bad part."""
         temp = (temp_table_regex or "").strip() or None
         if temp is not None:
-            _check_regex(temp, "temp-table regex (PG_METADATA_TEMP_TABLE_REGEX)")
+            _check_pattern(temp, "temp-table regex (PG_METADATA_TEMP_TABLE_REGEX)")
         return cls(
             include=_parse_rules(include, "include filter (PG_METADATA_INCLUDE)"),
             exclude=_parse_rules(exclude, "exclude filter (PG_METADATA_EXCLUDE)"),
@@ -64,6 +73,17 @@ class CatalogFilter:
             "temp_table_regex": self.temp_table_regex,
         }
 
+    def patterns(self) -> Iterator[tuple[str, str]]:
+        """Every regex as the server runs it, with what to call it in an error."""
+        for what, rules in (("include filter", self.include), ("exclude filter", self.exclude)):
+            for rule in rules:
+                db = unanchor(rule.database)
+                yield rule.database, f"{what}, database key {db!r}"
+                if not rule.all_schemas:
+                    yield rule.schema, f"{what}, schema {unanchor(rule.schema)!r} of {db!r}"
+        if self.temp_table_regex:
+            yield self.temp_table_regex, "temp-table regex (PG_METADATA_TEMP_TABLE_REGEX)"
+
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary for logs and metadata."""
         return {
@@ -77,12 +97,21 @@ def _parse_rules(value: str | dict | None, what: str) -> tuple[FilterRule, ...]:
     if value is None or (isinstance(value, str) and not value.strip()):
         return ()
     if isinstance(value, str):
+        if len(value) > MAX_FILTER_CHARS:
+            raise ConfigError(
+                f"{what} is {len(value):,} characters long; at most {MAX_FILTER_CHARS:,} "
+                "(use fewer, broader regexes)"
+            )
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
             raise ConfigError(
                 f"{what} is not valid JSON ({exc.msg} at char {exc.pos}); "
                 'expected e.g. {"^shop$": ["^sales$"]} or {"^shop$": "*"}'
+            ) from None
+        except RecursionError:
+            raise ConfigError(
+                f'{what} is nested too deeply; expected e.g. {{"^shop$": ["^sales$"]}}'
             ) from None
     if not isinstance(value, dict):
         raise ConfigError(
@@ -93,11 +122,9 @@ def _parse_rules(value: str | dict | None, what: str) -> tuple[FilterRule, ...]:
     for db_pattern, schemas in value.items():
         if not isinstance(db_pattern, str) or not db_pattern.strip():
             raise ConfigError(f"{what}: database keys must be non-empty regex strings")
-        _check_regex(_anchor(db_pattern), f"{what}, database key {db_pattern!r}")
+        _check_pattern(db_pattern, f"{what}, database key {db_pattern!r}")
         for schema_pattern in _schema_patterns(schemas, what, db_pattern):
-            _check_regex(
-                _anchor(schema_pattern), f"{what}, schema {schema_pattern!r} of {db_pattern!r}"
-            )
+            _check_pattern(schema_pattern, f"{what}, schema {schema_pattern!r} of {db_pattern!r}")
             rules.append(FilterRule(_anchor(db_pattern), _anchor(schema_pattern)))
     return tuple(rules)
 
@@ -115,14 +142,27 @@ def _schema_patterns(schemas: Any, what: str, db_pattern: str) -> list[str]:
 
 
 def _anchor(pattern: str) -> str:
-    """Anchor at both ends so a rule never matches a mere substring."""
-    return f"^(?:{pattern})$"
+    """Anchor at both ends so a rule never matches a mere substring (embedded options such
+    as `(?i)` stay first, where PostgreSQL requires them)."""
+    options = _OPTIONS.match(pattern)
+    head = options.group(0) if options else ""
+    return f"{head}^(?:{pattern[len(head) :]})$"
 
 
-def _check_regex(pattern: str, what: str) -> None:
+def unanchor(anchored: str) -> str:
+    """A rule's regex as the user wrote it (rules are stored anchored)."""
+    options = _OPTIONS.match(anchored)
+    head = options.group(0) if options else ""
+    body = anchored[len(head) :]
+    if body.startswith("^(?:") and body.endswith(")$"):
+        return head + body[4:-2]
+    return anchored
+
+
+def _check_pattern(pattern: str, what: str) -> None:
     if "\x00" in pattern:
         raise ConfigError(f"{what} contains a NUL character")
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ConfigError(f"{what} is not a valid regular expression: {exc}") from None
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise ConfigError(
+            f"{what} is {len(pattern):,} characters long; at most {MAX_PATTERN_CHARS:,}"
+        )

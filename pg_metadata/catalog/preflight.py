@@ -18,6 +18,7 @@ import psycopg2
 
 from pg_metadata.catalog.connection import Connector
 from pg_metadata.catalog.datasets import DATABASES, Dataset
+from pg_metadata.catalog.filters import CatalogFilter, unanchor
 from pg_metadata.catalog.reader import query_rows
 from pg_metadata.catalog.sources import Source
 from pg_metadata.errors import ConfigError, PgMetadataError
@@ -30,11 +31,13 @@ VISIBLE_DATABASES = Dataset("visible_databases", "Every extractable database, un
 VISIBLE_SCHEMAS = Dataset("visible_schemas", "Non-system schemas of a database, unfiltered.", ())
 TABLE_COUNT = Dataset("table_count", "Relations of a database the filters select.", ())
 RULE_MATCHES = Dataset("rule_matches", "Which include rules match something visible.", ())
+CHECK_PATTERNS = Dataset("check_patterns", "Every filter regex, compiled by the server.", ())
 
 # Atlan's check names (its /check reply has one key per check: `<name>Check`)
 CREDENTIALS = "credentials"
 VERSION = "version"
 DATABASE_SCHEMA = "databaseSchema"
+FILTERS = "filters"
 CONNECT = "connect"
 SNAPSHOT = "snapshotExport"
 TABLES = "tables"
@@ -102,11 +105,41 @@ def version_number(major: int, minor: int) -> int:
     return major * 10000 + (minor * 100 if major < 10 else 0)
 
 
-def pattern_of(anchored: str) -> str:
-    """A filter rule's regex as the user wrote it (rules are stored anchored)."""
-    if anchored.startswith("^(?:") and anchored.endswith(")$"):
-        return anchored[4:-2]
-    return anchored
+def check_patterns(conn: Any, catalog_filter: CatalogFilter) -> None:
+    """Compile every filter regex with PostgreSQL's engine (it runs them); ConfigError naming
+    the first invalid one and the server's reason. One statement when all are valid."""
+    patterns = list(catalog_filter.patterns())
+    if not patterns:
+        return
+    try:
+        query_rows(conn, CHECK_PATTERNS, {"patterns": [p for p, _ in patterns]})
+        return
+    except PgMetadataError as exc:
+        if "regular expression" not in str(exc):
+            raise
+    for pattern, what in patterns:  # only after a failure: which one
+        try:
+            query_rows(conn, CHECK_PATTERNS, {"patterns": [pattern]})
+        except PgMetadataError as exc:
+            reason = str(exc).split("invalid regular expression:", 1)[-1].split("(")[0].strip()
+            raise ConfigError(
+                f"{what} is not a valid regular expression for PostgreSQL: {reason}"
+            ) from None
+
+
+def check_source_patterns(source: Source) -> None:
+    """`check_patterns` on a connection of its own to the source's first database; an
+    unreachable server is left for the run to report (with its retries)."""
+    if not any(source.catalog_filter.patterns()):
+        return
+    try:
+        conn = Connector(source).connect()
+    except PgMetadataError:
+        return
+    try:
+        check_patterns(conn, source.catalog_filter)
+    finally:
+        conn.close()
 
 
 @dataclass
@@ -175,7 +208,7 @@ def _server_checks(
         conn = session.connector.connect()
     except PgMetadataError as exc:
         report.add(CREDENTIALS, False, str(exc))
-        for name in (VERSION, DATABASE_SCHEMA, CONNECT, SNAPSHOT, TABLES):
+        for name in (VERSION, FILTERS, DATABASE_SCHEMA, CONNECT, SNAPSHOT, TABLES):
             report.add(name, False, "not checked: the credentials check failed")
         return
     try:
@@ -187,6 +220,14 @@ def _server_checks(
             f"({source.auth_settings.mode.value})",
         )
         _version_check(report, info, env)
+        try:
+            check_patterns(conn, source.catalog_filter)
+        except ConfigError as exc:
+            report.add(FILTERS, False, str(exc))
+            for name in (DATABASE_SCHEMA, CONNECT, SNAPSHOT, TABLES):
+                report.add(name, False, "not checked: the filters check failed")
+            return
+        report.add(FILTERS, True, "every filter regex compiles in PostgreSQL's engine")
         visible = query_rows(conn, VISIBLE_DATABASES, params)
         selected = [r["database_name"] for r in query_rows(conn, DATABASES, params)]
         _snapshot_check(report, source, conn)
@@ -254,11 +295,11 @@ def _database_schema_check(
     )
     missing = []
     for rule, match in zip(rules, matches, strict=True):
-        db = pattern_of(rule.database)
+        db = unanchor(rule.database)
         if not match["database_found"]:
             missing.append(f"database {db}")
         elif not rule.all_schemas and not match["schema_found"]:
-            missing.append(f"schema {pattern_of(rule.schema)} of database {db}")
+            missing.append(f"schema {unanchor(rule.schema)} of database {db}")
     if missing:
         report.add(
             DATABASE_SCHEMA,

@@ -222,7 +222,13 @@ class _HelperCopy:
                 raise
             thread.join()
             raise self.error from None
-        thread.join()
+        try:
+            thread.join()
+        except BaseException:  # interrupted while waiting (a stop signal): stop its COPY too
+            self.main_failed = True
+            self.conn.cancel()
+            thread.join()
+            raise
         if self.error is not None:
             raise self.error
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from pg_metadata.catalog.sources import Source, load_sources_file, select_sources
+from pg_metadata.cli.interrupts import Interrupts
 from pg_metadata.errors import ConfigError
 
 # options that describe the `default` source (no sources file)
@@ -87,7 +90,13 @@ def sources_from_args(args: argparse.Namespace) -> list[Source]:
 
 
 def extract(args: argparse.Namespace) -> int:
-    """Validate everything, then for each source discover its databases and run each one."""
+    """Validate everything, then for each source discover its databases and run each one;
+    SIGINT/SIGTERM stop the whole extraction (exit 130/143)."""
+    with Interrupts() as interrupts:  # first: before any thread starts
+        return _extract(args, interrupts)
+
+
+def _extract(args: argparse.Namespace, interrupts: Interrupts) -> int:
     from pg_metadata.output.storage import DEFAULT_TARGET, open_store, parse_target
 
     sources = sources_from_args(args)
@@ -95,7 +104,19 @@ def extract(args: argparse.Namespace) -> int:
     parse_target(target)
     for source in sources:  # a missing bucket or read-only folder fails before any server work
         open_store(target, source.name).probe()
-    # Everything checkable without a connection has been checked; now pay for Dagster.
+    from pg_metadata import telemetry
+
+    names = ",".join(s.name for s in sources)
+    with telemetry.phase("pg_metadata.extract", **{"pg_metadata.sources": names}):
+        return _run(args, sources, target, interrupts)
+
+
+def _run(args: argparse.Namespace, sources: list[Source], target: str, interrupts: Any) -> int:
+    from pg_metadata.catalog.preflight import check_source_patterns
+
+    for source in sources:  # regexes the server would reject fail before anything is read
+        check_source_patterns(source)
+    # Everything checkable with one statement has been checked; now pay for Dagster.
     import dagster as dg
 
     from pg_metadata.orchestration.definitions import build_definitions
@@ -104,28 +125,68 @@ def extract(args: argparse.Namespace) -> int:
     run_config = {} if args.verbose else _quiet_run_config()
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     instance = instance or dg.DagsterInstance.ephemeral()
-    from pg_metadata import telemetry
-
-    names = ",".join(s.name for s in sources)
-    with telemetry.phase("pg_metadata.extract", **{"pg_metadata.sources": names}):
-        results = [run_source(defs, instance, s, run_config) for s in sources]
+    progress = Progress(quiet=getattr(args, "quiet", False))
+    results: list[SourceResult] = []
+    for s in sources:
+        if interrupts.stopped:
+            break
+        results.append(run_source(defs, instance, s, run_config, interrupts, progress))
     for result in results:
-        _print_summary(result, _store_uri(target, result.source.name))
+        _print_summary(result, _store_uri(target, result.source.name), progress.quiet)
+    if interrupts.stopped:
+        done = sum(1 for r in results for d in r.databases if d.ok)
+        print(
+            f"pg-metadata: stopped by {interrupts.name} after {done} complete database(s); "
+            "the unfinished ones' latest/ is unchanged",
+            file=sys.stderr,
+        )
+        return interrupts.exit_code
     return 0 if all(r.ok for r in results) else 1
 
 
-def run_source(defs: Any, instance: Any, source: Source, run_config: dict) -> SourceResult:
-    """Discovery, then one extraction run per database; a failing server fails only itself."""
+class Progress:
+    """One line per finished database, as it finishes (none with --quiet)."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    def database(self, source: str, outcome: DatabaseResult, n: int, total: int, s: float) -> None:
+        if self.quiet:
+            return
+        what = f"{sum(outcome.entities.values())} entities" if outcome.ok else "FAILED"
+        print(
+            f"pg-metadata: [{n}/{total}] {source}/{outcome.database}: {what} in {s:.1f}s",
+            flush=True,
+        )
+
+
+def run_source(
+    defs: Any,
+    instance: Any,
+    source: Source,
+    run_config: dict,
+    interrupts: Interrupts | None = None,
+    progress: Progress | None = None,
+) -> SourceResult:
+    """Discovery, then one extraction run per database; a failing server fails only itself;
+    a stop signal ends it after the current run."""
     from pg_metadata import telemetry
     from pg_metadata.orchestration.plan import SourcePlan
-    from pg_metadata.orchestration.run_results import failure_line
+    from pg_metadata.orchestration.run_results import failure_line, interrupted
     from pg_metadata.orchestration.tracing import PARTITION_TAG
     from pg_metadata.orchestration.translator import PostgresCatalogTranslator
 
     plan = SourcePlan(source, PostgresCatalogTranslator().get_asset_spec)
     result = SourceResult(source)
     with telemetry.phase("pg_metadata.source", **{"pg_metadata.source": source.name}) as span:
-        discover = _execute(defs, instance, plan.discover_job_name, run_config, plan.job_tags)
+        try:
+            discover = _execute(defs, instance, plan.discover_job_name, run_config, plan.job_tags)
+        except KeyboardInterrupt:  # outside a step: Dagster did not turn it into a failure
+            return result
+        if interrupts is not None and not interrupts.stopped and interrupted(discover.all_events):
+            interrupts.signum = signal.SIGINT
+        if interrupts is not None and interrupts.stopped:
+            return result
         if not discover.success:
             result.error = failure_line(discover.all_events)
             span.set_status(telemetry.error_status(result.error))
@@ -138,16 +199,31 @@ def run_source(defs: Any, instance: Any, source: Source, run_config: dict) -> So
             )
             span.set_status(telemetry.error_status(result.error))
             return result
-        for name in names:
+        for n, name in enumerate(names, 1):
             attributes = {"pg_metadata.source": source.name, "db.namespace": name}
+            started = time.monotonic()
             with telemetry.phase("pg_metadata.database", **attributes) as db_span:
-                tags = {**plan.job_tags, PARTITION_TAG: name}
-                run = _execute(defs, instance, plan.extract_job_name, run_config, tags, name)
+                tags = {**plan.job_tags, PARTITION_TAG: name, **plan.database_tags(name)}
+                try:
+                    run = _execute(defs, instance, plan.extract_job_name, run_config, tags, name)
+                except KeyboardInterrupt:
+                    break
+                if (
+                    interrupts is not None
+                    and not interrupts.stopped
+                    and interrupted(run.all_events)
+                ):
+                    interrupts.signum = signal.SIGINT  # Dagster took the SIGINT during the run
+                if interrupts is not None and interrupts.stopped:
+                    db_span.set_status(telemetry.error_status(f"stopped by {interrupts.name}"))
+                    break
                 outcome = _database_result(name, run)
                 if not outcome.ok:
                     db_span.set_status(telemetry.error_status(outcome.error))
                     telemetry.log(logging.ERROR, f"{source.name}/{name}: {outcome.error}")
             result.databases.append(outcome)
+            if progress is not None:
+                progress.database(source.name, outcome, n, len(names), time.monotonic() - started)
     return result
 
 
@@ -192,18 +268,21 @@ def _database_result(name: str, run: Any) -> DatabaseResult:
     return DatabaseResult(name, ok=True, entities=manifest["entities"], latest=manifest["latest"])
 
 
-def _print_summary(result: SourceResult, target: str) -> None:
+def _print_summary(result: SourceResult, target: str, quiet: bool = False) -> None:
     source = result.source
     where = f"{source.name} ({source.describe()})"
     if result.error:
         print(f"pg-metadata: error: source {source.name!r}: {result.error}", file=sys.stderr)
         return
     ok = [r for r in result.databases if r.ok]
+    for r in result.databases:
+        if not r.ok:
+            print(f"  {r.database}: FAILED: {r.error}", file=sys.stderr)
+    if quiet:
+        return
     print(f"pg-metadata: {len(ok)}/{len(result.databases)} database(s) from {where} -> {target}")
     for r in result.databases:
         if r.ok:
             counts = ", ".join(f"{n} {t}" for t, n in r.entities.items())
             print(f"  {r.database}: {counts}")
             print(f"    manifest: {r.latest}")
-        else:
-            print(f"  {r.database}: FAILED: {r.error}", file=sys.stderr)

@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_source_options(ex)
     ex.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run log")
+    ex.add_argument(
+        "-q", "--quiet", action="store_true", help="print only errors (no progress, no summary)"
+    )
     check = sub.add_parser(
         "check",
         help="preflight: credentials, version, filters, privileges, tables, output, instance",

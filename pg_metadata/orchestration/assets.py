@@ -26,11 +26,16 @@ from pg_metadata.catalog.datasets import (
     TABLES,
     Dataset,
 )
+from pg_metadata.catalog.preflight import check_patterns
 from pg_metadata.catalog.reader import read_catalog
 from pg_metadata.errors import OutputError, PgMetadataError
 from pg_metadata.orchestration import checks as C
 from pg_metadata.orchestration.overrides import effective_source
-from pg_metadata.orchestration.partitions import ensure_pool_limit, sync_database_partitions
+from pg_metadata.orchestration.partitions import (
+    ensure_pool_limit,
+    is_valid_partition_key,
+    sync_database_partitions,
+)
 from pg_metadata.orchestration.plan import (
     ENTITY_PATHS,
     PATH_METADATA,
@@ -124,12 +129,20 @@ def databases_asset(plan: SourcePlan) -> dg.AssetsDefinition:
             params = source.sql_params()
             conn = plan.connector.connect()
             try:
+                check_patterns(conn, source.catalog_filter)
                 with read_catalog(conn, [DATABASES], params) as snapshot:
                     table = snapshot.results[DATABASES.name].read_all()
             finally:
                 conn.close()
         names = table.column("database_name").to_pylist()
         added, removed = sync_database_partitions(context.instance, plan, names)
+        skipped = [n for n in names if not is_valid_partition_key(n)]
+        if skipped:
+            context.log.warning(
+                f"{source.name}: not extracted, as Dagster partition keys cannot hold their "
+                f"names (newline, tab or other control characters): {skipped!r}; rename the "
+                "database(s) or exclude them to silence this"
+            )
         context.log.info(
             f"{source.name}: {len(names)} database(s) selected; partitions added {added}, "
             f"removed {removed}"
@@ -141,6 +154,7 @@ def databases_asset(plan: SourcePlan) -> dg.AssetsDefinition:
                 "databases": dg.MetadataValue.json(names),
                 "partitions_added": dg.MetadataValue.json(added),
                 "partitions_removed": dg.MetadataValue.json(removed),
+                "skipped_databases": dg.MetadataValue.json(skipped),
                 "server_version": versions[0] if versions else "",
             },
         )

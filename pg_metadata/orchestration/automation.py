@@ -16,6 +16,7 @@ import os
 import dagster as dg
 
 from pg_metadata.catalog.datasets import DATABASES, FINGERPRINT, TABLES
+from pg_metadata.catalog.preflight import check_patterns
 from pg_metadata.catalog.reader import query_rows
 from pg_metadata.errors import PgMetadataError
 from pg_metadata.orchestration.history import latest_materialization
@@ -33,6 +34,7 @@ def list_databases(plan: SourcePlan) -> list[str]:
     """Names of the databases the filters select, from one query on the first database."""
     conn = plan.connector.connect()
     try:
+        check_patterns(conn, plan.source.catalog_filter)
         rows = query_rows(conn, DATABASES, plan.source.sql_params())
     finally:
         conn.close()
@@ -139,7 +141,9 @@ def change_sensor(plan: SourcePlan) -> dg.SensorDefinition:
             if current != recorded_fingerprint(context.instance, plan, db):
                 requests.append(
                     dg.RunRequest(
-                        partition_key=db, run_key=f"{db}:{current}", tags={"reason": "ddl"}
+                        partition_key=db,
+                        run_key=f"{db}:{current}",
+                        tags={"reason": "ddl", **plan.database_tags(db)},
                     )
                 )
         skip = None
@@ -173,6 +177,9 @@ def refresh_schedule(plan: SourcePlan) -> dg.ScheduleDefinition:
         if not keys:
             return dg.SkipReason(f"no database partitions yet; run {plan.discover_job_name}")
         stamp = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")
-        return [dg.RunRequest(partition_key=k, run_key=f"{k}:{stamp}") for k in keys]
+        return [
+            dg.RunRequest(partition_key=k, run_key=f"{k}:{stamp}", tags=plan.database_tags(k))
+            for k in keys
+        ]
 
     return _refresh

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from pg_metadata import telemetry
 from pg_metadata.errors import OutputError
-from pg_metadata.orchestration.history import latest_materialization
+from pg_metadata.orchestration.history import materialization_for_run
 from pg_metadata.orchestration.plan import PATH_METADATA
 from pg_metadata.orchestration.resources import OutputTarget
 from pg_metadata.output.formats import (
@@ -146,10 +146,19 @@ class CatalogIOManager(dg.ConfigurableIOManager):
     def _upstream_metadata(self, context: dg.InputContext) -> dict[str, Any]:
         key = context.asset_key
         partition = context.asset_partition_key if context.has_asset_partitions else None
-        latest = latest_materialization(context.instance, key, partition)
+        # this run's own file when it wrote one: another run of the same database (overlapping,
+        # or started later) must never hand this run its raw rows
+        latest = materialization_for_run(context.instance, key, partition, _run_id(context))
         if latest is None or "uri" not in latest[0].metadata:
             where = key.to_user_string()
             if partition is not None:
                 where += f" for database {partition!r}"
             raise OutputError(f"no output of {where} found; materialize it first")
         return dict(latest[0].metadata)
+
+
+def _run_id(context: dg.InputContext) -> str | None:
+    try:
+        return context.step_context.run_id
+    except Exception:  # an input context built outside a run (direct invocation)
+        return None

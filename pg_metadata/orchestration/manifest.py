@@ -13,16 +13,17 @@ manifest says why it lists none.
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 
 from pg_metadata import telemetry
-from pg_metadata.catalog.datasets import DATABASES
+from pg_metadata.catalog.datasets import DATABASES, TABLES
 from pg_metadata.errors import OutputError
 from pg_metadata.orchestration.assets import spec_args
-from pg_metadata.orchestration.history import latest_materialization
+from pg_metadata.orchestration.history import Key, latest_materialization, run_materializations
 from pg_metadata.orchestration.overrides import effective_source
 from pg_metadata.orchestration.plan import (
     ENTITY_PATHS,
@@ -41,12 +42,21 @@ PER_DATABASE_PATHS = [p for n, p in RAW_PATHS.items() if n != DATABASES.name] + 
 )
 
 
-def latest_file(
-    instance: dg.DagsterInstance, plan: SourcePlan, path: str, partition: str | None
+def run_file(
+    instance: dg.DagsterInstance,
+    plan: SourcePlan,
+    path: str,
+    partition: str | None,
+    own: Mapping[Key, dg.AssetMaterialization],
+    run_id: str,
 ) -> dict[str, Any]:
-    """The file of the latest materialization of an asset (partition)."""
+    """The file of an asset (partition) this run wrote (`own`: its materializations); when it
+    wrote none (a run of some assets only), the latest one, with the run that wrote it."""
     key = plan.key(path)
-    latest = latest_materialization(instance, key, partition)
+    mine = own.get((key, partition))
+    latest = (
+        (mine, run_id) if mine is not None else latest_materialization(instance, key, partition)
+    )
     if latest is None or "uri" not in latest[0].metadata:
         where = key.to_user_string() + (f" [{partition}]" if partition else "")
         raise OutputError(f"{where} has no output yet; materialize it before the manifest")
@@ -71,15 +81,20 @@ def build_manifest(
     tags: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The manifest document for one database of a source."""
-    files = [latest_file(instance, plan, RAW_PATHS[DATABASES.name], None)]
-    files += [latest_file(instance, plan, path, database) for path in PER_DATABASE_PATHS]
+    own = run_materializations(instance, run_id)
+    files = [run_file(instance, plan, RAW_PATHS[DATABASES.name], None, own, run_id)]
+    files += [run_file(instance, plan, p, database, own, run_id) for p in PER_DATABASE_PATHS]
     rows = {f["path"]: f["rows"] for f in files}
+    tables_run = next(f["run_id"] for f in files if f["path"] == RAW_PATHS[TABLES.name])
+    record = instance.get_run_record_by_id(tables_run)
     return {
         "format": MANIFEST_FORMAT,
         "source": plan.name,
         "database": database,
         "run_id": run_id,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        # when the run that read the catalog started: `latest/` only ever moves to a later one
+        "catalog_read_at": record.start_time if record and record.start_time else time.time(),
         "filters": effective_source(plan.source, tags or {}).catalog_filter.describe(),
         "files": files,
         "entities": {t: rows[p] for t, p in ENTITY_PATHS.items()},
@@ -109,6 +124,16 @@ def deletions(
     return {"deleted": deleted, "deleted_since_run": previous["run_id"]}
 
 
+def _newer(previous: Mapping[str, Any] | None, doc: Mapping[str, Any]) -> str | None:
+    """Why `latest/` must stay on `previous` (it read the catalog after this run), or None."""
+    if previous is None or previous.get("catalog_read_at", 0) <= doc["catalog_read_at"]:
+        return None
+    return (
+        f"latest/ stays on run {previous['run_id']}, which read the catalog after this run "
+        f"{doc['run_id']} did; this run's manifest is kept under runs/ only"
+    )
+
+
 def manifest_asset(plan: SourcePlan) -> dg.AssetsDefinition:
     """The manifest asset of a source: depends on every other asset, written last."""
 
@@ -129,12 +154,21 @@ def manifest_asset(plan: SourcePlan) -> dg.AssetsDefinition:
                 doc = build_manifest(context.instance, plan, database, run.run_id, run.tags)
                 store = output.store()
                 segment = encode_segment(database)
-                previous = store.read_bytes(f"latest/{segment}.json")
-                doc.update(deletions(store, doc, json.loads(previous) if previous else None))
+                raw = store.read_bytes(f"latest/{segment}.json")
+                previous = json.loads(raw) if raw else None
+                newer = _newer(previous, doc)
+                if newer is None:
+                    doc.update(deletions(store, doc, previous))
+                else:
+                    doc.update(deleted=None, deleted_note=newer)
                 data = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")
                 run_key = f"runs/{context.run.run_id}/manifest/{segment}.json"
                 uri = store.publish_bytes(data, run_key)
-                latest = store.publish_bytes(data, f"latest/{segment}.json")
+                if newer is None:
+                    latest = store.publish_bytes(data, f"latest/{segment}.json")
+                else:  # an overlapping run read the catalog later and published first
+                    latest = store.uri(f"latest/{segment}.json")
+                    context.log.warning(f"{plan.name}/{database}: {newer}")
                 span.set_attributes({"uri": latest, "pg_metadata.bytes": len(data)})
         except OutputError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None

@@ -20,6 +20,7 @@ from pg_metadata.catalog.sources import Source
 
 PATH_METADATA = "pg_metadata/path"  # definition metadata: the asset's stable output path
 SOURCE_TAG = "pg_metadata/source"  # run tag on every job of a source (queue limits per source)
+DATABASE_TAG = "pg_metadata/database"  # <source>/<database>: one run at a time each
 RAW_PATHS = {d.name: f"raw/{d.name}" for d in (DATABASES, *PER_DATABASE)}
 ENTITY_PATHS = {
     E.DATABASE: "transformed/database",
@@ -140,3 +141,9 @@ class SourcePlan:
         in the step (transient errors), so instance run retries only re-run crashed runs.
         """
         return {SOURCE_TAG: self.name, "dagster/retry_on_asset_or_op_failure": "false"}
+
+    def database_tags(self, database: str) -> dict[str, str]:
+        """Tags of one database's extraction run (besides its partition): `pg_metadata/database`
+        (`<source>/<database>`), which the instance's tag concurrency limit of 1 per value
+        (dagster.yaml) uses to queue a second run of the same database behind the first."""
+        return {DATABASE_TAG: f"{self.name}/{database}"}

@@ -12,10 +12,25 @@ from typing import Any
 import dagster as dg
 
 FALLBACK = "the run failed; see its log in the Dagster UI (or rerun the CLI with --verbose)"
+INTERRUPTED = "interrupted (a stop signal); nothing of this run was published"
+_INTERRUPTS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
+
+
+def interrupted(events: Iterable[dg.DagsterEvent]) -> bool:
+    """Whether a run ended because it was interrupted (Ctrl-C, SIGTERM, a cancel)."""
+    return any(
+        event.is_step_failure
+        and event.step_failure_data.error is not None
+        and event.step_failure_data.error.cls_name in _INTERRUPTS
+        for event in events
+    )
 
 
 def failure_line(events: Iterable[dg.DagsterEvent]) -> str:
     """The one-line reason a run failed: the first failing step's own message."""
+    events = list(events)
+    if interrupted(events):
+        return INTERRUPTED
     for event in events:
         if event.is_step_failure:
             data = event.step_failure_data

@@ -7,6 +7,7 @@ on a local disk, an S3 PUT or multipart upload), so a reader never sees a half-w
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
@@ -91,18 +92,22 @@ class LocalStore(ObjectStore):
 
     def probe(self) -> str:
         where = f"output folder {self.root}"
+        # the folders the probe creates are removed again: a check leaves nothing behind
+        created = [p for p in (self.root, *self.root.parents) if not p.exists()]
         try:
-            self.staging_dir()
+            self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".pg_metadata-probe-{uuid.uuid4().hex}"
             probe.write_bytes(b"probe")
             probe.unlink()
-        except OutputError:
-            raise
         except OSError as exc:
             raise OutputError(
                 f"cannot write to {where}: {exc.strerror or exc} (set PG_METADATA_OUTPUT to a "
                 "writable folder or s3://bucket/prefix)"
             ) from None
+        finally:
+            for folder in created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
         return f"{where} is writable"
 
     def publish(self, local: Path, key: str) -> str:

@@ -8,7 +8,8 @@ from pydantic import ValidationError
 from pg_metadata import telemetry
 from pg_metadata.api.models import Credentials, Filters, SourceRequest, StartRequest
 from pg_metadata.api.settings import ApiSettings, is_loopback
-from pg_metadata.catalog.preflight import min_version, pattern_of, version_number
+from pg_metadata.catalog.filters import CatalogFilter, unanchor
+from pg_metadata.catalog.preflight import min_version, version_number
 from pg_metadata.errors import ConfigError
 
 TOKEN = "t" * 16
@@ -114,9 +115,12 @@ def test_minimum_server_version():
         min_version({"PG_METADATA_MIN_SERVER_VERSION": "ten"})
 
 
-def test_rules_are_shown_as_written():
-    assert pattern_of("^(?:shop)$") == "shop"
-    assert pattern_of("^shop$") == "^shop$"
+def test_rules_are_shown_as_written_and_options_stay_first():
+    assert unanchor("^(?:shop)$") == "shop"
+    assert unanchor("^shop$") == "^shop$"
+    (rule,) = CatalogFilter.parse('{"(?i)Shop": "*"}', None, None).include
+    assert rule.database == "(?i)^(?:Shop)$"  # PostgreSQL wants embedded options first
+    assert unanchor(rule.database) == "(?i)Shop"
 
 
 def test_telemetry_is_on_only_with_an_endpoint_and_not_disabled():

@@ -50,7 +50,7 @@ from pg_metadata_tests.otlp_receiver import OtlpReceiver
 PROTOCOLS = ["grpc", "http/protobuf"]
 SCOPE = "otlp-receiver-test"
 SERVICE = "otlp-receiver-test-service"
-RECEIVER_THREADS = ("otlp-receiver", "_serve", "process_request_thread")
+RECEIVER_THREADS = ("otlp-receiver", "(_serve)", "(process_request_thread)")  # Thread-N (target)
 
 
 def _receiver_threads() -> list[str]:

@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from pg_metadata.errors import ConfigError
+from pg_metadata.orchestration.run_results import failure_line
 from pg_metadata_tests.pipeline import run_pipeline
 
 pytestmark = pytest.mark.integration
@@ -82,17 +83,47 @@ def test_invalid_filter_fails_before_connecting(pg_cluster, tmp_path):
             pg_cluster,
             instance,
             target=str(tmp_path),
-            include='{"^shop$": ["(unclosed"]}',
+            include='{"^shop$": 5}',
             raise_on_error=False,
             user="nobody",
             password="wrong",
         )
     message = str(info.value)
-    assert "include filter (PG_METADATA_INCLUDE)" in message and "(unclosed" in message
+    assert "include filter (PG_METADATA_INCLUDE)" in message and "'^shop$'" in message
     assert "\n" not in message
     assert not list(tmp_path.rglob("*"))
     sessions = pg_cluster.query("SELECT count(*) FROM pg_stat_activity WHERE usename = 'nobody'")
     assert sessions == [(0,)]
+
+
+@pytest.mark.parametrize(
+    ("include", "named"),
+    [
+        ('{"a{300}b": "*"}', "database key 'a{300}b'"),  # Python accepts, PostgreSQL refuses
+        ('{"(?P<n>shop)": "*"}', "database key '(?P<n>shop)'"),
+        ('{"^shop$": ["*sales"]}', "schema '*sales' of '^shop$'"),
+    ],
+)
+def test_regexes_are_checked_by_postgresql_before_anything_is_read(
+    pg_cluster, catalog_db, tmp_path, include, named
+):
+    with dg.instance_for_test() as instance:
+        run = run_pipeline(
+            pg_cluster, instance, target=str(tmp_path), include=include, raise_on_error=False
+        )
+    assert not run.discover.success and not run.runs
+    line = failure_line(run.discover.all_events)
+    assert "\n" not in line and named in line, line
+    assert "is not a valid regular expression for PostgreSQL: " in line
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_postgresql_only_syntax_is_accepted(pg_cluster, catalog_db, tmp_path):
+    """`(?i)` (case-insensitive, ARE embedded option) is PostgreSQL's and works as there."""
+    with dg.instance_for_test() as instance:
+        run = run_pipeline(pg_cluster, instance, target=str(tmp_path), include='{"(?i)SHOP": "*"}')
+    assert sorted(run.runs) == [catalog_db.shop]
+    assert run.manifest(catalog_db.shop)["entities"]["Table"] == 16
 
 
 def test_catalog_only_role_sees_every_relation(pg_cluster, catalog_db, admin_shop, tmp_path):

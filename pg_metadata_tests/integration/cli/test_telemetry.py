@@ -49,7 +49,9 @@ def test_cli_extract_exports_its_span_tree_metrics_and_logs(env, catalog_db, tmp
         assert root["resource"]["service.name"] == "pgm-cli-test"
         assert root["resource"]["deployment.environment"] == "test"
 
-        (source,) = rx.children(root)
+        # the filter regexes are compiled on the server first, then the source runs
+        first, source = rx.children(root)
+        assert first["name"] == "pg_metadata.connect", tree
         assert source["name"] == "pg_metadata.source"
         assert source["attributes"]["pg_metadata.source"] == "default"
         databases = [c for c in rx.children(source) if c["name"] == "pg_metadata.database"]
