@@ -24,7 +24,7 @@ from pg_metadata.demo.throwaway import ThrowawayServer
 from pg_metadata.errors import PgMetadataError
 
 FIXTURES = Path(__file__).parent / "fixtures"
-READINGS_CSV = Path("/tmp/pg_metadata_tests_readings.csv")  # path used in shop.sql
+READINGS_PLACEHOLDER = "/tmp/pg_metadata_tests_readings.csv"  # shop.sql's file_fdw filename
 ADMIN_USER = "pgm_admin"
 ADMIN_PASSWORD = "admin-secret"
 # autovacuum off keeps reltuples predictable; the statement log lets tests count statements
@@ -217,15 +217,16 @@ class CatalogDb:
 
 
 @pytest.fixture(scope="session")
-def catalog_db(pg_cluster: PgCluster) -> CatalogDb:
+def catalog_db(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> CatalogDb:
     """Create ``shop``, ``crm``, ``zoo`` and the odd-named database plus role ``catalog_reader``.
 
     ``catalog_reader`` only has CONNECT on ``shop`` and ``zoo``; PUBLIC's CONNECT/TEMP on the
     fixture databases is revoked, so it cannot connect to ``crm`` or the odd database.
     """
     cat = CatalogDb()
-    shutil.copyfile(FIXTURES / "readings.csv", READINGS_CSV)
-    READINGS_CSV.chmod(0o644)
+    # the foreign table's file lives in this session's temp dir (only its path is catalogued)
+    readings = tmp_path_factory.mktemp("file_fdw") / "readings.csv"
+    shutil.copyfile(FIXTURES / "readings.csv", readings)
     for db in cat.databases:
         pg_cluster.drop_database(db)
     reader = pgsql.Identifier(cat.reader_user)
@@ -233,7 +234,8 @@ def catalog_db(pg_cluster: PgCluster) -> CatalogDb:
     pg_cluster.execute(
         pgsql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(reader), params=(cat.reader_password,)
     )
-    pg_cluster.create_database(cat.shop, (FIXTURES / "shop.sql").read_text("utf-8"))
+    shop = (FIXTURES / "shop.sql").read_text("utf-8").replace(READINGS_PLACEHOLDER, str(readings))
+    pg_cluster.create_database(cat.shop, shop)
     pg_cluster.create_database(cat.crm, (FIXTURES / "crm.sql").read_text("utf-8"))
     pg_cluster.create_database(cat.odd, "CREATE TABLE public.t (a int);")
     pg_cluster.create_database(cat.zoo, (FIXTURES / "zoo.sql").read_text("utf-8"))

@@ -97,11 +97,13 @@ def extract(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace, interrupts: Interrupts) -> int:
+    from pg_metadata.output.retention import keep_runs
     from pg_metadata.output.storage import DEFAULT_TARGET, open_store, parse_target
 
     sources = sources_from_args(args)
     target = args.output or DEFAULT_TARGET
     parse_target(target)
+    keep_runs()
     for source in sources:  # a missing bucket or read-only folder fails before any server work
         open_store(target, source.name).probe()
     from pg_metadata import telemetry

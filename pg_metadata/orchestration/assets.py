@@ -44,6 +44,7 @@ from pg_metadata.orchestration.plan import (
 )
 from pg_metadata.orchestration.tracing import step_trace
 from pg_metadata.output.formats import Entities, JsonLinesFile, ParquetFile
+from pg_metadata.output.retention import keep_runs
 
 RETRY_BASE_SECONDS = 2
 # On the second connection: columns (the biggest), then foreign keys, which balances the two
@@ -90,6 +91,7 @@ def user_errors(
 def probe_output(context: dg.AssetExecutionContext, plan: SourcePlan) -> None:
     """Fail in one line, before the server is touched, when the output cannot be written."""
     with telemetry.phase("pg_metadata.probe_output"):
+        keep_runs()  # a bad retention setting fails here, not after everything was written
         getattr(context.resources, plan.io_manager_key).output.store().probe()
 
 

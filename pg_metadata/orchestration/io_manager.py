@@ -9,6 +9,7 @@ downstream assets load upstream files written by the same run or by any earlier 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -103,7 +104,7 @@ class CatalogIOManager(dg.ConfigurableIOManager):
             "db.namespace": partition,
         }
         # entities are built as they are written: this span is the transform and the write
-        with telemetry.phase("pg_metadata.write", **attributes) as span:
+        with telemetry.phase("pg_metadata.write", **attributes) as span, _writing(store, path):
             try:
                 rows = writer(staging)
                 size = staging.stat().st_size
@@ -162,3 +163,17 @@ def _run_id(context: dg.InputContext) -> str | None:
         return context.step_context.run_id
     except Exception:  # an input context built outside a run (direct invocation)
         return None
+
+
+@contextlib.contextmanager
+def _writing(store: Any, path: str) -> Iterator[None]:
+    """A file-system failure while writing or publishing, as one line naming the target."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        raise OutputError(
+            f"cannot write {path} to {store.uri('')}: {reason}{where} (check free space and "
+            "permissions there, or set PG_METADATA_OUTPUT / --output elsewhere)"
+        ) from None

@@ -34,6 +34,7 @@ from pg_metadata.orchestration.plan import (
 from pg_metadata.orchestration.resources import OutputTarget
 from pg_metadata.orchestration.tracing import step_trace
 from pg_metadata.output.formats import read_names
+from pg_metadata.output.retention import keep_runs, prune
 from pg_metadata.output.storage import ObjectStore, encode_segment
 
 MANIFEST_FORMAT = "pg_metadata.manifest/2"
@@ -124,6 +125,20 @@ def deletions(
     return {"deleted": deleted, "deleted_since_run": previous["run_id"]}
 
 
+def _ended(context: dg.AssetExecutionContext) -> Any:
+    """Whether a run (by id) failed or was canceled in this instance: its files are debris.
+    Successful runs without a manifest (some assets only) may feed later runs, and unknown
+    runs (another instance's, a throwaway CLI instance's) may still be writing: both stay."""
+    this_run = context.run.run_id
+    dead = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+
+    def ended(run_id: str) -> bool:
+        run = context.instance.get_run_by_id(run_id) if run_id != this_run else None
+        return run is not None and run.status in dead
+
+    return ended
+
+
 def _newer(previous: Mapping[str, Any] | None, doc: Mapping[str, Any]) -> str | None:
     """Why `latest/` must stay on `previous` (it read the catalog after this run), or None."""
     if previous is None or previous.get("catalog_read_at", 0) <= doc["catalog_read_at"]:
@@ -166,9 +181,12 @@ def manifest_asset(plan: SourcePlan) -> dg.AssetsDefinition:
                 uri = store.publish_bytes(data, run_key)
                 if newer is None:
                     latest = store.publish_bytes(data, f"latest/{segment}.json")
+                    latest_run = run.run_id
                 else:  # an overlapping run read the catalog later and published first
                     latest = store.uri(f"latest/{segment}.json")
+                    latest_run = previous["run_id"] if previous else run.run_id
                     context.log.warning(f"{plan.name}/{database}: {newer}")
+                pruned = prune(store, database, keep_runs(), latest_run, _ended(context))
                 span.set_attributes({"uri": latest, "pg_metadata.bytes": len(data)})
         except OutputError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
@@ -183,6 +201,9 @@ def manifest_asset(plan: SourcePlan) -> dg.AssetsDefinition:
                 "latest": dg.MetadataValue.path(latest),
                 "dagster/row_count": len(doc["files"]),
                 "entities": dg.MetadataValue.json(doc["entities"]),
+                "pruned_runs": dg.MetadataValue.json(
+                    {"complete": pruned.complete, "partial": pruned.partial, "files": pruned.files}
+                ),
                 "deleted": dg.MetadataValue.json(
                     {t: len(n) for t, n in (doc["deleted"] or {}).items() if n}
                     if doc["deleted"] is not None

@@ -6,6 +6,7 @@ Shared by the CLI (events of an in-process result) and the REST API (events in t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,6 +15,20 @@ import dagster as dg
 FALLBACK = "the run failed; see its log in the Dagster UI (or rerun the CLI with --verbose)"
 INTERRUPTED = "interrupted (a stop signal); nothing of this run was published"
 _INTERRUPTS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
+
+
+def root_cause(error: Any) -> str:
+    """The message of the error Dagster wrapped (DagsterExecutionHandleOutputError and co.
+    carry the real one as their cause), on one line, never a wrapper's class name."""
+    seen = error
+    while seen is not None and seen.cls_name.startswith("Dagster") and (seen.cause or seen.context):
+        seen = seen.cause or seen.context
+    text = " ".join(seen.message.split())
+    if seen.cls_name.startswith("Dagster"):
+        return FALLBACK
+    # "pg_metadata.errors.OutputError: cannot write ..." -> "cannot write ..."
+    text = re.sub(rf"^[\w.]*\b{re.escape(seen.cls_name)}: ", "", text)
+    return text or seen.cls_name
 
 
 def interrupted(events: Iterable[dg.DagsterEvent]) -> bool:
@@ -37,7 +52,7 @@ def failure_line(events: Iterable[dg.DagsterEvent]) -> str:
             if data.user_failure_data is not None and data.user_failure_data.description:
                 return data.user_failure_data.description
             if data.error is not None:
-                return data.error.message.strip().splitlines()[-1]
+                return root_cause(data.error)
         if event.is_run_failure and event.message and "step" not in event.message.lower():
             return " ".join(event.message.split())
     return FALLBACK

@@ -58,6 +58,10 @@ class ObjectStore(ABC):
         """Keys directly or indirectly under a prefix like `latest/`."""
 
     @abstractmethod
+    def delete(self, keys: list[str]) -> None:
+        """Remove objects (missing ones are fine)."""
+
+    @abstractmethod
     def probe(self) -> str:
         """Prove the target is writable (write and delete a probe object); a description of it.
         Raises OutputError naming the folder or bucket and what to check."""
@@ -131,6 +135,16 @@ class LocalStore(ObjectStore):
         if not base.is_dir():
             return []
         return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file())
+
+    def delete(self, keys: list[str]) -> None:
+        folders = set()
+        for key in keys:
+            path = self.root / key
+            path.unlink(missing_ok=True)
+            folders.update(p for p in path.parents if self.root in p.parents)
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):  # only empty ones go
+                folder.rmdir()
 
 
 class S3Store(ObjectStore):
@@ -214,6 +228,18 @@ class S3Store(ObjectStore):
             raise OutputError(f"cannot list {self.uri(prefix)}: {_aws_reason(exc)}") from None
         strip = len(self.prefix) + 1 if self.prefix else 0
         return sorted(k[strip:] for k in keys)
+
+    def delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000
+            batch = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
+            try:
+                self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+            except Exception as exc:
+                raise OutputError(
+                    f"cannot delete old runs under {self.uri('runs/')}: {_aws_reason(exc)}"
+                ) from None
 
 
 def parse_target(target: str) -> tuple[str, str, str]:

@@ -133,3 +133,21 @@ def test_missing_bucket_fails_check_and_extract_before_the_server_is_touched(
     assert len(lines) == 1, result.stderr
     assert "no-such-bucket-pgm" in lines[0] and "cannot connect" not in lines[0]
     assert "Dagster" not in lines[0] and "Error occurred while" not in lines[0]
+
+
+def test_an_output_failure_mid_run_is_one_line_naming_target_and_cause(env, tmp_path):
+    """The folder passes the probe, but a file sits where the run's folder must go."""
+    out = tmp_path / "out"
+    (out / "default").mkdir(parents=True)
+    (out / "default" / "runs").write_text("in the way")
+    result = run(["extract", "--include", '{"^shop$": "*"}', "--output", str(out)], env, tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    where = out / "default"
+    assert lines[0].startswith(
+        f"pg-metadata: error: source 'default': cannot write raw/databases to {where}: "
+        "Not a directory"
+    )
+    assert "Dagster" not in lines[0] and "Error occurred while" not in lines[0]
+    assert not (out / "default" / "latest").exists()
