@@ -237,5 +237,16 @@ FINGERPRINT = Dataset(
     ),
 )
 
+VIEW_DEFINITIONS = Dataset(
+    "view_definitions",
+    "pg_get_viewdef of the selected views, in short transactions apart from the snapshot's.",
+    (
+        ("table_oid", I64, "pg_class.oid"),
+        ("schema_name", S, "Schema"),
+        ("relation_name", S, "View or materialized view"),
+        ("view_definition", S, "pg_get_viewdef(oid); NULL when skipped"),
+    ),
+)
+
 PER_DATABASE = (SCHEMAS, TABLES, COLUMNS, PROCEDURES, FOREIGN_KEYS, LINEAGE)
 BY_NAME = {d.name: d for d in (DATABASES, *PER_DATABASE, FINGERPRINT)}

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from pg_metadata import telemetry
-from pg_metadata.catalog.datasets import Dataset
+from pg_metadata.catalog.datasets import TABLES, VIEW_DEFINITIONS, Dataset
 from pg_metadata.errors import ExtractionError
 
 BLOCK_SIZE = 1 << 20  # bytes of CSV per record batch; larger blocks spike memory on big spools
@@ -40,6 +40,9 @@ class SpooledResult:
     dataset: Dataset
     path: Path
     seconds: float = 0.0
+    # (view_definition, is_insertable_into) by table_oid, read apart from the snapshot's
+    # transaction (tables only)
+    patch: dict[int, tuple] | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -65,12 +68,107 @@ class SpooledResult:
                 false_values=["f"],
             ),
         )
+        patch = self.patch if self.patch is not None and "table_oid" in schema.names else None
         for batch in reader:
-            yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+            batch = pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+            yield batch if patch is None else _patched(batch, patch)
 
     def read_all(self) -> pa.Table:
         """All rows at once (small datasets only)."""
         return pa.Table.from_batches(list(self.batches()), schema=self.schema)
+
+
+PATCHED = (("view_definition", pa.string()), ("is_insertable_into", pa.bool_()))
+
+
+def _patched(batch: pa.RecordBatch, patch: dict[int, tuple]) -> pa.RecordBatch:
+    """The batch with the columns read apart (`patch`: by table_oid, in PATCHED's order)."""
+    oids = batch.column(batch.schema.get_field_index("table_oid")).to_pylist()
+    for position, (name, type_) in enumerate(PATCHED):
+        index = batch.schema.get_field_index(name)
+        if index < 0:
+            continue
+        current = batch.column(index).to_pylist()
+        merged = [
+            patch[oid][position] if oid in patch else old
+            for oid, old in zip(oids, current, strict=True)
+        ]
+        batch = batch.set_column(index, name, pa.array(merged, type_))
+    return batch
+
+
+_LONGEST = threading.local()  # the longest definitions transaction of this thread's read
+DEFINITION_BATCH = 2000
+DEFINITION_LOCK_TIMEOUT = "500ms"  # a view whose relations someone holds exclusively: skip it
+# a client paused inside one of these short transactions ends it (and its locks) this soon
+DEFINITION_IDLE_TIMEOUT = "5s"
+
+
+def read_view_definitions(
+    conn: psycopg2.extensions.connection, snapshot_name: str, params: dict[str, Any], database: str
+) -> tuple[dict[int, tuple], list[str], int, float]:
+    """pg_get_viewdef of every selected view, batch by batch, each batch in its own short
+    transaction on the exported snapshot with a short lock_timeout, so no user relation stays
+    locked for the catalog read. A batch that meets a lock is redone one view at a time; a
+    view still locked is left without a definition (named in the returned list)."""
+    _LONGEST.value = 0.0
+    found: dict[int, tuple] = {}
+    skipped: list[str] = []
+    statements, after = 0, 0
+    base = {**params, "skip": [], "list_only": False, "batch": DEFINITION_BATCH}
+    while True:
+        rows = _definitions(conn, snapshot_name, {**base, "after_oid": after}, database)
+        statements += 5
+        if rows is None:  # someone holds a relation of this batch: one view at a time
+            listing = _definitions(
+                conn, snapshot_name, {**base, "after_oid": after, "list_only": True}, database
+            )
+            statements += 5
+            rows = []
+            for oid, schema, name, *_ in listing or []:
+                one = _definitions(
+                    conn, snapshot_name, {**base, "after_oid": oid - 1, "batch": 1}, database
+                )
+                statements += 5
+                if one:
+                    rows.append(one[0])
+                else:
+                    rows.append((oid, schema, name, None, None))
+                    skipped.append(f"{schema}.{name}")
+        for oid, _, _, definition, insertable in rows:
+            found[oid] = (definition, insertable)
+        if len(rows) < DEFINITION_BATCH:
+            return found, skipped, statements, _LONGEST.value
+        after = rows[-1][0]
+
+
+def _definitions(
+    conn: psycopg2.extensions.connection, snapshot_name: str, params: dict[str, Any], database: str
+) -> list[tuple] | None:
+    """One batch in one short transaction; None when it ran into someone else's lock."""
+    started = time.perf_counter()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot_name,))
+            cur.execute(
+                "SELECT pg_catalog.set_config('lock_timeout', %s, true), "
+                "pg_catalog.set_config('idle_in_transaction_session_timeout', %s, true)",
+                (DEFINITION_LOCK_TIMEOUT, DEFINITION_IDLE_TIMEOUT),
+            )
+            cur.execute(VIEW_DEFINITIONS.sql(), params)
+            rows = cur.fetchall()
+        conn.commit()
+        _LONGEST.value = max(getattr(_LONGEST, "value", 0.0), time.perf_counter() - started)
+    except psycopg2.errors.LockNotAvailable:
+        _rollback_quietly(conn)
+        return None
+    except psycopg2.Error as exc:
+        _rollback_quietly(conn)
+        raise ExtractionError(
+            describe_query_error(VIEW_DEFINITIONS.name, database, exc, conn),
+            transient=connection_lost(exc, conn),
+        ) from None
+    return rows
 
 
 @dataclass
@@ -82,6 +180,8 @@ class CatalogSnapshot:
     statements: int = 0
     seconds: float = 0.0
     workdir: Path | None = None
+    skipped_views: list[str] = field(default_factory=list)  # locked: no definition read
+    longest_lock_seconds: float = 0.0  # the longest transaction that locked user relations
 
     def remove(self) -> None:
         """Delete the spool directory."""
@@ -113,6 +213,7 @@ def read_catalog(
     older hot standby), everything runs on `conn`.
     """
     database = conn.info.dbname
+    params = {**params, "inline_view_definitions": True}
     workdir = Path(tempfile.mkdtemp(prefix="pg_metadata_", dir=spool_dir))
     snapshot = CatalogSnapshot(database=database, workdir=workdir)
     started = time.perf_counter()
@@ -125,13 +226,22 @@ def read_catalog(
             statements += 1 if exported else 3  # SELECT; or a failed SELECT, ROLLBACK, BEGIN
             if exported:
                 statements += 3 + len(offload)  # BEGIN, SET TRANSACTION SNAPSHOT, COPYs, COMMIT
-                job = _HelperCopy(helper, exported, offload, params, workdir, snapshot)
+                # view definitions lock: the helper reads them apart, in short transactions
+                definitions = TABLES in datasets
+                params["inline_view_definitions"] = not definitions
+                job = _HelperCopy(
+                    helper, exported, offload, params, workdir, snapshot, definitions=definitions
+                )
         with job.running(conn) if job else contextlib.nullcontext(), conn.cursor() as cur:
             for dataset in datasets:
                 if job is None or dataset not in job.datasets:
                     _spool(cur, dataset, params, workdir, snapshot)
                     statements += 1
         conn.commit()
+        if job is not None and job.definitions:
+            statements += job.definition_statements
+            snapshot.results[TABLES.name].patch = job.view_definitions
+            snapshot.skipped_views = job.skipped_views
     except BaseException:
         snapshot.remove()
         _rollback_quietly(conn)
@@ -140,6 +250,8 @@ def read_catalog(
         raise
     snapshot.statements = statements
     snapshot.seconds = time.perf_counter() - started
+    if params["inline_view_definitions"] and TABLES in datasets:
+        snapshot.longest_lock_seconds = snapshot.seconds  # views locked for the whole read
     return snapshot
 
 
@@ -188,6 +300,10 @@ class _HelperCopy:
     error: BaseException | None = None
     main_failed: bool = False
     trace_context: Any = None
+    definitions: bool = False
+    view_definitions: dict[int, tuple] = field(default_factory=dict)
+    skipped_views: list[str] = field(default_factory=list)
+    definition_statements: int = 0
 
     def run(self, main: psycopg2.extensions.connection) -> None:
         try:
@@ -201,6 +317,12 @@ class _HelperCopy:
                 for dataset in self.datasets:
                     _spool(cur, dataset, self.params, self.workdir, self.snapshot)
             self.conn.commit()
+            if self.definitions:
+                defs = read_view_definitions(
+                    self.conn, self.snapshot_name, self.params, self.snapshot.database
+                )
+                self.view_definitions, self.skipped_views, self.definition_statements = defs[:3]
+                self.snapshot.longest_lock_seconds = defs[3]
         except BaseException as exc:
             if not self.main_failed:
                 self.error = exc

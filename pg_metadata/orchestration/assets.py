@@ -218,6 +218,12 @@ def _read_database(
             f"read {database!r} in {snapshot.seconds:.2f}s with {snapshot.statements} "
             f"statements; {row['relation_count']} relations"
         )
+        skipped = snapshot.skipped_views
+        if skipped:
+            context.log.warning(
+                f"{database}: {len(skipped)} view(s) extracted without their definition, as "
+                f"another session holds one of their relations exclusively: {skipped[:20]}"
+            )
         for d in selected:
             result = snapshot.results[d.name]
             yield dg.Output(
@@ -228,6 +234,10 @@ def _read_database(
                     "statements_per_database": snapshot.statements,
                     "catalog_fingerprint": row["fingerprint"],
                     "server_version": server_version,
+                    "views_without_definition": dg.MetadataValue.json(snapshot.skipped_views),
+                    # the longest any user relation was locked by this read (the view
+                    # definitions' transactions; the whole read with one connection)
+                    "longest_lock_seconds": round(snapshot.longest_lock_seconds, 3),
                 },
             )
 

@@ -105,11 +105,24 @@ constraints AS (
     JOIN relations AS r ON r.oid = con.conrelid
     GROUP BY con.conrelid
 ),
+-- relations someone holds, or waits for, in ACCESS EXCLUSIVE mode (an ALTER, a DROP, a VACUUM
+-- FULL): pg_get_indexdef briefly locks the index's table, so it would wait behind them (and make
+-- the application's queries queue behind us); their indexes come without a definition
+exclusively_locked AS (
+    SELECT l.relation
+    FROM pg_catalog.pg_locks AS l
+    WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'
+      AND l.database = (SELECT oid FROM pg_catalog.pg_database
+                        WHERE datname = pg_catalog.current_database())
+),
 indexes AS (
     SELECT x.indrelid AS relid,
            json_agg(json_build_object(
                'name', ic.relname,
-               'definition', pg_catalog.pg_get_indexdef(x.indexrelid),
+               'definition',
+               CASE WHEN x.indrelid IN (SELECT relation FROM exclusively_locked)
+                      OR x.indexrelid IN (SELECT relation FROM exclusively_locked) THEN NULL
+                    ELSE pg_catalog.pg_get_indexdef(x.indexrelid) END,
                'unique', x.indisunique, 'primary', x.indisprimary,
                'partial', x.indpred IS NOT NULL)
                ORDER BY ic.relname)::text AS items
@@ -184,7 +197,10 @@ SELECT
     c.reloftype <> 0                                       AS is_typed,
     -- pg_relation_is_updatable raises for a foreign table whose wrapper has no handler: ask
     -- only where the answer is defined, so one odd object never fails the whole query
+    -- (it opens the view or foreign table, and a view's base relations: read apart with the
+    -- view definitions when there is a second connection)
     CASE WHEN r.relkind IN ('r', 'p') THEN TRUE
+         WHEN NOT %(inline_view_definitions)s::boolean AND r.relkind IN ('v', 'f') THEN NULL
          WHEN r.relkind = 'v' OR (r.relkind = 'f' AND fw.fdwhandler <> 0)
              THEN (pg_catalog.pg_relation_is_updatable(r.oid, false) & 8) = 8
          ELSE FALSE END                                    AS is_insertable_into,
@@ -209,8 +225,11 @@ SELECT
     (rc.relnamespace IN (SELECT oid FROM selected_schemas)
      AND (%(temp_table_regex)s::text IS NULL OR rc.relname !~ %(temp_table_regex)s::text))
                                                            AS root_selected,
-    -- the text pg_views/pg_matviews show (Atlan's app reads those): pg_get_viewdef(oid)
-    CASE WHEN r.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(r.oid) END AS view_definition,
+    -- the text pg_views/pg_matviews show (Atlan's app reads those): pg_get_viewdef(oid). It
+    -- locks the view and what it reads until the transaction ends, so with a second
+    -- connection it is read apart, in short transactions (view_definitions.sql)
+    CASE WHEN r.relkind IN ('v', 'm') AND %(inline_view_definitions)s::boolean
+         THEN pg_catalog.pg_get_viewdef(r.oid) END          AS view_definition,
     vd.depends_on                                          AS view_dependencies,
     fs.srvname                                             AS foreign_server,
     fw.fdwname                                             AS foreign_data_wrapper,

@@ -1,0 +1,29 @@
+-- Definitions of the selected views and materialized views, and whether views and foreign
+-- tables take INSERTs, one batch (by OID) at a time. pg_get_viewdef and
+-- pg_relation_is_updatable are the catalog functions we call that lock: AccessShareLock on the
+-- relation (and on every relation a view reads), held until the transaction ends. So these batches run apart
+-- from the long catalog transaction, each in a short transaction of its own on the same
+-- exported snapshot with a short lock_timeout; `skip` lists views whose definition is not to
+-- be read (someone holds one of their relations exclusively).
+WITH
+--@include selected_schemas
+SELECT
+    c.oid::bigint                                      AS table_oid,
+    s.nspname                                          AS schema_name,
+    c.relname                                          AS relation_name,
+    CASE WHEN %(list_only)s::boolean OR c.oid = ANY (%(skip)s::oid[]) OR c.relkind = 'f'
+         THEN NULL ELSE pg_catalog.pg_get_viewdef(c.oid) END AS view_definition,
+    CASE WHEN %(list_only)s::boolean OR c.oid = ANY (%(skip)s::oid[]) THEN NULL
+         WHEN c.relkind = 'v' OR (c.relkind = 'f' AND fw.fdwhandler <> 0)
+             THEN (pg_catalog.pg_relation_is_updatable(c.oid, false) & 8) = 8
+         ELSE FALSE END                                AS is_insertable_into
+FROM pg_catalog.pg_class AS c
+JOIN selected_schemas AS s ON s.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_foreign_table AS ft ON ft.ftrelid = c.oid
+LEFT JOIN pg_catalog.pg_foreign_server AS fs ON fs.oid = ft.ftserver
+LEFT JOIN pg_catalog.pg_foreign_data_wrapper AS fw ON fw.oid = fs.srvfdw
+WHERE c.relkind IN ('v', 'm', 'f')
+  AND (%(temp_table_regex)s::text IS NULL OR c.relname !~ %(temp_table_regex)s::text)
+  AND c.oid > %(after_oid)s::oid
+ORDER BY c.oid
+LIMIT %(batch)s
