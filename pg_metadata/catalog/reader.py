@@ -98,6 +98,7 @@ def _patched(batch: pa.RecordBatch, patch: dict[int, tuple]) -> pa.RecordBatch:
 
 
 _LONGEST = threading.local()  # the longest definitions transaction of this thread's read
+SPOOL_PREFIX = "pg_metadata_spool_"  # a killed run's spool folder is swept by a later one
 DEFINITION_BATCH = 2000
 DEFINITION_LOCK_TIMEOUT = "500ms"  # a view whose relations someone holds exclusively: skip it
 # a client paused inside one of these short transactions ends it (and its locks) this soon
@@ -214,7 +215,7 @@ def read_catalog(
     """
     database = conn.info.dbname
     params = {**params, "inline_view_definitions": True}
-    workdir = Path(tempfile.mkdtemp(prefix="pg_metadata_", dir=spool_dir))
+    workdir = Path(tempfile.mkdtemp(prefix=SPOOL_PREFIX, dir=spool_dir))
     snapshot = CatalogSnapshot(database=database, workdir=workdir)
     started = time.perf_counter()
     statements = 2  # BEGIN (implicit, sent by the driver) + COMMIT

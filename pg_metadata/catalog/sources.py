@@ -229,6 +229,8 @@ _ENV_FIELDS = {
     "PG_METADATA_DISCOVERY_INTERVAL": "discovery_interval_s",
     "PG_METADATA_CHANGE_INTERVAL": "change_interval_s",
     "PG_METADATA_EXACT_SIZES": "exact_sizes",
+    "PG_METADATA_STATEMENT_TIMEOUT_MS": "statement_timeout_ms",
+    "PG_METADATA_LOCK_TIMEOUT_MS": "lock_timeout_ms",
 }
 _FIELDS = {f.name: f for f in dataclasses.fields(Source)}
 _INT_FIELDS = frozenset(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -42,6 +43,7 @@ class DatabaseResult:
     entities: dict[str, int] = field(default_factory=dict)
     latest: str = ""
     error: str = ""
+    seconds: float = 0.0
 
 
 @dataclass
@@ -65,6 +67,8 @@ def sources_from_args(args: argparse.Namespace) -> list[Source]:
         "temp_table_regex": args.temp_table_regex,
         "retries": args.retries,
         "query_connections": args.query_connections,
+        "statement_timeout_ms": getattr(args, "statement_timeout_ms", None),
+        "lock_timeout_ms": getattr(args, "lock_timeout_ms", None),
     }
     filters = {k: v for k, v in filters.items() if v is not None}
     if args.sources:
@@ -113,26 +117,61 @@ def _extract(args: argparse.Namespace, interrupts: Interrupts) -> int:
         return _run(args, sources, target, interrupts)
 
 
+def _instance() -> Any:
+    """DAGSTER_HOME's instance (a throwaway one without it). A home without dagster.yaml gets
+    Dagster's defaults with its telemetry off: a headless command prints no banner or notice."""
+    import dagster as dg
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return dg.DagsterInstance.ephemeral()
+    if os.path.exists(os.path.join(home, "dagster.yaml")):
+        return dg.DagsterInstance.get()
+    import tempfile
+
+    from dagster._core.instance.ref import InstanceRef  # Dagster's own loader, its settings
+
+    with tempfile.TemporaryDirectory() as config_dir:  # storage stays in DAGSTER_HOME
+        with open(os.path.join(config_dir, "dagster.yaml"), "w") as f:
+            f.write("telemetry:\n  enabled: false\n")
+        ref = InstanceRef.from_dir(home, config_dir=config_dir)
+    return dg.DagsterInstance.from_ref(ref)
+
+
+def _progress_to_stderr(quiet: bool) -> None:
+    """Retries and other notices of the steps, one line each on stderr (not with --quiet)."""
+    progress = logging.getLogger("pg_metadata.progress")
+    if quiet or any(getattr(h, "pg_metadata_cli", False) for h in progress.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("pg-metadata: %(message)s"))
+    handler.pg_metadata_cli = True  # type: ignore[attr-defined]
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+
+
 def _run(args: argparse.Namespace, sources: list[Source], target: str, interrupts: Any) -> int:
     from pg_metadata.catalog.preflight import check_source_patterns
 
     for source in sources:  # regexes the server would reject fail before anything is read
         check_source_patterns(source)
+    _progress_to_stderr(getattr(args, "quiet", False))
     # Everything checkable with one statement has been checked; now pay for Dagster.
-    import dagster as dg
 
     from pg_metadata.orchestration.definitions import build_definitions
 
     defs = build_definitions(sources, target=target)
     run_config = {} if args.verbose else _quiet_run_config()
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
-    instance = instance or dg.DagsterInstance.ephemeral()
-    progress = Progress(quiet=getattr(args, "quiet", False))
+    instance = _instance()
+    as_json = getattr(args, "json", False)
+    progress = Progress(quiet=getattr(args, "quiet", False) or as_json)
     results: list[SourceResult] = []
     for s in sources:
         if interrupts.stopped:
             break
         results.append(run_source(defs, instance, s, run_config, interrupts, progress))
+    if as_json:
+        print(json.dumps(_summary_json(results, target, interrupts), indent=2))
     for result in results:
         _print_summary(result, _store_uri(target, result.source.name), progress.quiet)
     if interrupts.stopped:
@@ -144,6 +183,34 @@ def _run(args: argparse.Namespace, sources: list[Source], target: str, interrupt
         )
         return interrupts.exit_code
     return 0 if all(r.ok for r in results) else 1
+
+
+def _summary_json(results: list[SourceResult], target: str, interrupts: Any) -> dict[str, Any]:
+    """The run for scripts: per source and database, status, counts, manifest, time, error."""
+    return {
+        "status": "interrupted"
+        if interrupts.stopped
+        else ("success" if all(r.ok for r in results) else "failure"),
+        "sources": [
+            {
+                "source": r.source.name,
+                "output": _store_uri(target, r.source.name),
+                "error": r.error or None,
+                "databases": [
+                    {
+                        "database": d.database,
+                        "status": "success" if d.ok else "failure",
+                        "entities": d.entities,
+                        "manifest": d.latest or None,
+                        "seconds": round(d.seconds, 3),
+                        "error": d.error or None,
+                    }
+                    for d in r.databases
+                ],
+            }
+            for r in results
+        ],
+    }
 
 
 class Progress:
@@ -223,6 +290,7 @@ def run_source(
                 if not outcome.ok:
                     db_span.set_status(telemetry.error_status(outcome.error))
                     telemetry.log(logging.ERROR, f"{source.name}/{name}: {outcome.error}")
+            outcome.seconds = time.monotonic() - started
             result.databases.append(outcome)
             if progress is not None:
                 progress.database(source.name, outcome, n, len(names), time.monotonic() - started)

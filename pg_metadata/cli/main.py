@@ -20,6 +20,8 @@ ENV_HELP = """environment variables (options win over them):
   PG_METADATA_TEMP_TABLE_REGEX     relation names to skip, e.g. '^tmp_'
   PG_METADATA_QUERY_CONNECTIONS    connections per database: 2 (default, one shared snapshot) or 1
   PG_METADATA_MAX_CONNECTIONS      never more than this many sessions on the server
+  PG_METADATA_STATEMENT_TIMEOUT_MS / _LOCK_TIMEOUT_MS  server-side limits (300000 / 5000)
+  PG_METADATA_KEEP_RUNS            complete runs kept per database (default 5)
   ATLAN_CONNECTION_QUALIFIED_NAME  e.g. default/postgres/1717000000
   ATLAN_CONNECTION_NAME            e.g. prod-pg
   PG_METADATA_AUTH                 basic (default), iam_user or iam_role (AWS RDS IAM)
@@ -71,6 +73,18 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
         help="retries when the server is unreachable (default 3; PG_METADATA_RETRIES)",
     )
     parser.add_argument(
+        "--statement-timeout-ms",
+        type=int,
+        metavar="MS",
+        help="per-statement limit on the server (default 300000; PG_METADATA_STATEMENT_TIMEOUT_MS)",
+    )
+    parser.add_argument(
+        "--lock-timeout-ms",
+        type=int,
+        metavar="MS",
+        help="longest wait for a lock (default 5000; PG_METADATA_LOCK_TIMEOUT_MS)",
+    )
+    parser.add_argument(
         "--query-connections",
         type=int,
         choices=[1, 2],
@@ -97,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run log")
     ex.add_argument(
         "-q", "--quiet", action="store_true", help="print only errors (no progress, no summary)"
+    )
+    ex.add_argument(
+        "--json",
+        action="store_true",
+        help="print the outcome as JSON (per database: status, entities, manifest, seconds, "
+        "error) instead of the summary",
     )
     check = sub.add_parser(
         "check",

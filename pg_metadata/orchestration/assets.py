@@ -44,9 +44,11 @@ from pg_metadata.orchestration.plan import (
 )
 from pg_metadata.orchestration.tracing import step_trace
 from pg_metadata.output.formats import Entities, JsonLinesFile, ParquetFile
-from pg_metadata.output.retention import keep_runs
+from pg_metadata.output.retention import keep_runs, sweep_leftovers
 
 RETRY_BASE_SECONDS = 2
+PROGRESS = logging.getLogger("pg_metadata.progress")
+PROGRESS.addHandler(logging.NullHandler())  # printed only where a command asks (the CLI)
 # On the second connection: columns (the biggest), then foreign keys, which balances the two
 # connections on a 1M-column catalog (8.3 s and 8.6 s of server time, against 11.4 s and 7.6 s
 # with columns alone; bench/RESULTS.md).
@@ -82,8 +84,10 @@ def user_errors(
     except PgMetadataError as exc:
         if exc.transient and context is not None and context.retry_number < retries:
             wait = min(60, RETRY_BASE_SECONDS * 2**context.retry_number)
-            context.log.warning(f"{exc}; retrying in {wait}s")
-            telemetry.log(logging.WARNING, f"{exc}; retrying in {wait}s")
+            message = f"retrying in {wait} s ({context.retry_number + 1}/{retries}): {exc}"
+            context.log.warning(message)
+            PROGRESS.warning(message)  # the CLI prints these (Dagster's own log is quiet there)
+            telemetry.log(logging.WARNING, message)
             raise dg.RetryRequested(max_retries=retries, seconds_to_wait=wait) from None
         raise dg.Failure(description=str(exc), allow_retries=False) from None
 
@@ -92,7 +96,11 @@ def probe_output(context: dg.AssetExecutionContext, plan: SourcePlan) -> None:
     """Fail in one line, before the server is touched, when the output cannot be written."""
     with telemetry.phase("pg_metadata.probe_output"):
         keep_runs()  # a bad retention setting fails here, not after everything was written
-        getattr(context.resources, plan.io_manager_key).output.store().probe()
+        store = getattr(context.resources, plan.io_manager_key).output.store()
+        store.probe()
+        swept = sweep_leftovers(store)
+        if swept:
+            context.log.info(f"removed {swept} leftover(s) of runs killed over a day ago")
 
 
 def atlan_context(context: dg.AssetExecutionContext, plan: SourcePlan) -> E.AtlanContext:
@@ -206,7 +214,16 @@ def _read_database(
             conn = connections.enter_context(contextlib.closing(connect(database)))
             helper = None
             if COLUMNS in selected and source.connections_per_database == 2:
-                helper = connections.enter_context(contextlib.closing(connect(database)))
+                try:
+                    helper = connections.enter_context(contextlib.closing(connect(database)))
+                except PgMetadataError as exc:
+                    if "too many connections" not in str(exc):
+                        raise
+                    # a CONNECTION LIMIT of 1 (or a full server): one connection does it all
+                    context.log.warning(
+                        f"{database}: a second connection was refused ({exc}); reading on one "
+                        "connection (set query_connections: 1 to skip the attempt)"
+                    )
             server_version = conn.info.parameter_status("server_version")
             snapshot = read_catalog(
                 conn, [*selected, FINGERPRINT], params, helper=helper, on_helper=HELPER_QUERIES

@@ -19,6 +19,8 @@ from pg_metadata.errors import ConfigError
 from pg_metadata.output.storage import ObjectStore, encode_segment
 
 KEEP_ENV = "PG_METADATA_KEEP_RUNS"
+STALE_AFTER_S = 24 * 3600  # longer than any plausible run: what is older was left by a crash
+LOCAL_PREFIXES = ("pg_metadata_spool_",)  # catalog spools: one per read, gone when it ends
 DEFAULT_KEEP = 5
 
 
@@ -79,3 +81,26 @@ def prune(
         store.delete(doomed)
     result.files = len(doomed)
     return result
+
+
+def sweep_leftovers(store: ObjectStore, now: float | None = None) -> int:
+    """Remove what killed runs left behind: staging parts and incomplete multipart uploads in
+    the store, and catalog spool folders in the temp dir, all older than a
+    day (a run still going is younger). Returns how many were removed."""
+    import shutil
+    import tempfile
+    import time
+    from pathlib import Path
+
+    older_than = (time.time() if now is None else now) - STALE_AFTER_S
+    removed = store.sweep(older_than)
+    for folder in Path(tempfile.gettempdir()).iterdir():
+        if folder.name.startswith(LOCAL_PREFIXES) and folder.is_dir():
+            try:
+                stale = folder.stat().st_mtime < older_than
+            except OSError:
+                continue
+            if stale:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+    return removed

@@ -61,6 +61,11 @@ class ObjectStore(ABC):
     def delete(self, keys: list[str]) -> None:
         """Remove objects (missing ones are fine)."""
 
+    def sweep(self, older_than: float) -> int:
+        """Remove what killed runs left in the store (staging parts, incomplete multipart
+        uploads) started before `older_than` (epoch seconds); how many."""
+        return 0
+
     @abstractmethod
     def probe(self) -> str:
         """Prove the target is writable (write and delete a probe object); a description of it.
@@ -135,6 +140,16 @@ class LocalStore(ObjectStore):
         if not base.is_dir():
             return []
         return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file())
+
+    def sweep(self, older_than: float) -> int:
+        removed = 0
+        staging = self.root / ".staging"
+        for part in staging.glob("*.part*") if staging.is_dir() else ():
+            with contextlib.suppress(OSError):
+                if part.stat().st_mtime < older_than:
+                    part.unlink()
+                    removed += 1
+        return removed
 
     def delete(self, keys: list[str]) -> None:
         folders = set()
@@ -228,6 +243,25 @@ class S3Store(ObjectStore):
             raise OutputError(f"cannot list {self.uri(prefix)}: {_aws_reason(exc)}") from None
         strip = len(self.prefix) + 1 if self.prefix else 0
         return sorted(k[strip:] for k in keys)
+
+    def sweep(self, older_than: float) -> int:
+        removed = 0
+        try:
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self._key("")
+            )
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"].timestamp() < older_than:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                        removed += 1
+        except Exception as exc:
+            raise OutputError(
+                f"cannot clear incomplete uploads under {self.uri('')}: {_aws_reason(exc)}"
+            ) from None
+        return removed
 
     def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000

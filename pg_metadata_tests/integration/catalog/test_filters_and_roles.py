@@ -6,6 +6,7 @@ import json
 
 import dagster as dg
 import pytest
+from psycopg2 import sql as pgsql
 
 from pg_metadata.errors import ConfigError
 from pg_metadata.orchestration.run_results import failure_line
@@ -147,3 +148,36 @@ def test_catalog_only_role_sees_every_relation(pg_cluster, catalog_db, admin_sho
             conn.cursor().execute("SELECT * FROM hidden.secrets")
         finally:
             conn.close()
+
+
+def test_a_role_limited_to_one_connection_is_read_on_one(pg_cluster, catalog_db, tmp_path):
+    """CONNECTION LIMIT 1: the second connection is refused, so the read falls back to one."""
+    role = pgsql.Identifier("pgm_one_conn")
+    pg_cluster.execute(pgsql.SQL("DROP ROLE IF EXISTS {}").format(role))
+    pg_cluster.execute(
+        pgsql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 1 PASSWORD 'one-conn-pw'").format(role)
+    )
+    pg_cluster.execute(
+        pgsql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+            pgsql.Identifier(catalog_db.shop), role
+        )
+    )
+    with dg.instance_for_test() as instance:
+        run = run_pipeline(
+            pg_cluster,
+            instance,
+            target=str(tmp_path),
+            include={f"^{catalog_db.shop}$": "*"},
+            user="pgm_one_conn",
+            password="one-conn-pw",
+            postgres_kw={"database": catalog_db.shop},
+        )
+    result = run.runs[catalog_db.shop]
+    assert result.success
+    assert run.manifest(catalog_db.shop)["entities"]["Table"] == 16
+    outputs = [
+        e.step_output_data.metadata
+        for e in result.all_events
+        if e.is_successful_output and e.step_output_data.output_name == "tables"
+    ]
+    assert outputs[0]["statements_per_database"].value == 9  # one connection, no retry

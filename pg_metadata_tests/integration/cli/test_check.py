@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 from psycopg2 import sql as pgsql
@@ -151,3 +152,42 @@ def test_an_output_failure_mid_run_is_one_line_naming_target_and_cause(env, tmp_
     )
     assert "Dagster" not in lines[0] and "Error occurred while" not in lines[0]
     assert not (out / "default" / "latest").exists()
+
+
+def test_a_transient_failure_says_it_retries(env, tmp_path):
+    env = {**env, "PGPORT": "1"}  # nothing listens: connection refused, a transient error
+    result = run(["extract", "--retries", "1", "--output", "out"], env, tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith("pg-metadata: retrying in 2 s (1/1): cannot connect to PostgreSQL")
+    assert lines[1].startswith("pg-metadata: error: source 'default': cannot connect")
+    quiet = run(["extract", "--retries", "1", "--quiet", "--output", "out"], env, tmp_path)
+    assert len(quiet.stderr.strip().splitlines()) == 1, quiet.stderr
+
+
+def test_a_dagster_home_without_yaml_prints_no_banner(env, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    result = run(["extract", "--output", "out"], {**env, "DAGSTER_HOME": str(home)}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr  # no telemetry banner, no dagster.yaml notice
+    assert (home / "history" / "runs.db").exists()  # the runs are kept in that home
+
+
+def test_json_summary_for_scripts(env, tmp_path):
+    result = run(
+        ["extract", "--json", "--include", '{"^(shop|zoo)$": "*"}', "--output", "out"],
+        env,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)  # nothing but the JSON on stdout
+    assert doc["status"] == "success"
+    (source,) = doc["sources"]
+    by_name = {d["database"]: d for d in source["databases"]}
+    assert sorted(by_name) == ["shop", "zoo"]
+    shop = by_name["shop"]
+    assert shop["status"] == "success" and shop["error"] is None
+    assert shop["entities"]["Table"] == 16 and shop["seconds"] > 0
+    assert json.loads(Path(shop["manifest"]).read_text())["entities"] == shop["entities"]

@@ -162,3 +162,13 @@ def test_select_sources() -> None:
     assert select_sources([a, b], ["b", "b"]) == [b]
     with pytest.raises(ConfigError, match="unknown source 'c'; configured: a, b"):
         select_sources([a, b], ["c"])
+
+
+def test_timeouts_come_from_the_environment_and_reach_the_session() -> None:
+    source = Source.from_env(
+        {"PG_METADATA_STATEMENT_TIMEOUT_MS": "60000", "PG_METADATA_LOCK_TIMEOUT_MS": "1500"}
+    )
+    options = source.connection_settings().connect_kwargs("shop")["options"]
+    assert "-c statement_timeout=60000" in options and "-c lock_timeout=1500" in options
+    with pytest.raises(ConfigError, match="PG_METADATA_LOCK_TIMEOUT_MS 'soon' is not a whole"):
+        Source.from_env({"PG_METADATA_LOCK_TIMEOUT_MS": "soon"})
