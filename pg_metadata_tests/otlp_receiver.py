@@ -148,6 +148,14 @@ def _number(point: Any) -> int | float | None:
     return None if kind is None else getattr(point, kind)
 
 
+def _histogram_stats(p: Any) -> Item:
+    """Count, sum, min and max of a (plain or exponential) histogram point."""
+    return {
+        "count": p.count,
+        **{f: getattr(p, f) if p.HasField(f) else None for f in ("sum", "min", "max")},
+    }
+
+
 def _metric_points(metric: Any) -> Iterator[tuple[str, Any, Item]]:
     """(kind, data point, kind-specific fields) for each data point of one metric."""
     kind = metric.WhichOneof("data")
@@ -161,38 +169,18 @@ def _metric_points(metric: Any) -> Iterator[tuple[str, Any, Item]]:
             }
         for p in data.data_points:
             yield kind, p, {"value": _number(p), **extra}
-    elif kind == "histogram":
-        temporality = int(metric.histogram.aggregation_temporality)
-        for p in metric.histogram.data_points:
-            yield (
-                kind,
-                p,
-                {
-                    "count": p.count,
-                    "sum": p.sum if p.HasField("sum") else None,
-                    "min": p.min if p.HasField("min") else None,
-                    "max": p.max if p.HasField("max") else None,
+    elif kind in ("histogram", "exponential_histogram"):
+        data = getattr(metric, kind)
+        temporality = int(data.aggregation_temporality)
+        for p in data.data_points:
+            if kind == "histogram":
+                shape = {
                     "bucket_counts": list(p.bucket_counts),
                     "explicit_bounds": list(p.explicit_bounds),
-                    "temporality": temporality,
-                },
-            )
-    elif kind == "exponential_histogram":
-        temporality = int(metric.exponential_histogram.aggregation_temporality)
-        for p in metric.exponential_histogram.data_points:
-            yield (
-                kind,
-                p,
-                {
-                    "count": p.count,
-                    "sum": p.sum if p.HasField("sum") else None,
-                    "min": p.min if p.HasField("min") else None,
-                    "max": p.max if p.HasField("max") else None,
-                    "scale": p.scale,
-                    "zero_count": p.zero_count,
-                    "temporality": temporality,
-                },
-            )
+                }
+            else:
+                shape = {"scale": p.scale, "zero_count": p.zero_count}
+            yield kind, p, {**_histogram_stats(p), **shape, "temporality": temporality}
     elif kind == "summary":
         for p in metric.summary.data_points:
             yield kind, p, {"count": p.count, "sum": p.sum}

@@ -29,7 +29,7 @@ from pg_metadata.catalog.sources import Source
 from pg_metadata.errors import ConfigError, PgMetadataError
 from pg_metadata.orchestration.automation import list_databases, listed_databases
 from pg_metadata.orchestration.overrides import overrides_tag
-from pg_metadata.orchestration.plan import SourcePlan
+from pg_metadata.orchestration.plan import PARTITION_TAG, SourcePlan
 from pg_metadata.orchestration.run_results import failure_line, manifest_of, run_events
 from pg_metadata.orchestration.tracing import PARENT_TAG
 from pg_metadata.orchestration.translator import PostgresCatalogTranslator
@@ -39,7 +39,6 @@ CONFIG_TAG = "pg_metadata/workflow"
 STEP_TAG = "pg_metadata/workflow_step"  # discover | extract
 STOP_TAG = "pg_metadata/stop_requested"
 ERROR_TAG = "pg_metadata/workflow_error"
-PARTITION_TAG = "dagster/partition"
 POLL_SECONDS = 0.5
 
 _STATE = {

@@ -40,7 +40,6 @@ class ForeignKeys:
     references: dict[str, str] = field(default_factory=dict)
     referenced_by: dict[str, list[str]] = field(default_factory=dict)
     omitted: int = 0
-    kept: int = 0
 
     @classmethod
     def from_rows(cls, rows: Iterable[Mapping[str, Any]], ctx: AtlanContext) -> ForeignKeys:
@@ -60,14 +59,17 @@ class ForeignKeys:
                 continue
             keys.references[source] = target
             keys.referenced_by.setdefault(target, []).append(source)
-            keys.kept += 1
         return keys
 
     @property
+    def kept(self) -> int:
+        """Links kept: one per referencing column."""
+        return len(self.references)
+
+    @property
     def columns(self) -> set[str]:
-        """Every column a link points at (for the reference check)."""
-        sources = {s for group in self.referenced_by.values() for s in group}
-        return set(self.references.values()) | sources
+        """Every column a link points at, at either end (for the reference check)."""
+        return set(self.references) | set(self.references.values())
 
 
 _PARENT_KEYS = {
@@ -214,7 +216,7 @@ def column_entities_from_batches(
                 attrs["defaultValue"] = default
             attrs["order"] = order
             attrs[parent_key] = parent_ref
-            if references or referenced_by:
+            if references:  # some link exists (referenced_by is its other side)
                 target = references.get(attrs["qualifiedName"])
                 if target is not None:
                     attrs["foreignKeyFrom"] = ref(COLUMN, target)

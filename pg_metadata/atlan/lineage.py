@@ -24,7 +24,7 @@ import json
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import sqlglot
@@ -33,19 +33,15 @@ from sqlglot import exp
 from pg_metadata.atlan.entities import (
     COLUMN,
     COLUMN_PROCESS,
-    MATERIALISED_VIEW,
     PROCESS,
-    TABLE,
-    TABLE_PARTITION,
-    VIEW,
     AtlanContext,
     QualifiedNames,
+    column_parent_type,
     entity,
     ref,
 )
 
 Source = tuple[str, str, str]  # (schema, relation, column)
-RELKIND_TYPES = {"r": TABLE, "p": TABLE, "f": TABLE, "v": VIEW, "m": MATERIALISED_VIEW}
 
 
 def process_qualified_name(name: str, connection_qualified_name: str) -> str:
@@ -71,10 +67,9 @@ class LineageStats:
             self.examples.append(text)
 
     def merge(self, other: LineageStats) -> None:
-        for name in ("views", "column_edges", "unparsed_views", "unresolved_columns"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.unconfirmed_columns += other.unconfirmed_columns
-        self.omitted_inputs += other.omitted_inputs
+        for f in fields(self):
+            if f.type == "int":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         for example in other.examples:
             self.note(example)
 
@@ -95,7 +90,7 @@ def column_lineage(
     n_columns: int,
     used: set[Source],
     relations: list[tuple[str, str]],
-    stats: LineageStats | None = None,
+    stats: LineageStats,
 ) -> list[set[Source]] | None:
     """For each output column of a view definition, the source columns it is computed from;
     None when the definition cannot be parsed. Names are resolved against `relations` (what
@@ -106,8 +101,7 @@ def column_lineage(
         return None
     resolver = _Resolver(used, relations)
     outputs = resolver.outputs(tree, {})
-    if stats is not None:
-        stats.unresolved_columns += resolver.unresolved
+    stats.unresolved_columns += resolver.unresolved
     if outputs is None or len(outputs) != n_columns:
         return None
     return outputs
@@ -188,7 +182,8 @@ class _Resolver:
     ) -> set[Source]:
         found: set[Source] = set()
         for sub in node.find_all(exp.Subquery):
-            if sub is not node:
+            # a subquery nested in another is resolved through that one, not here again
+            if sub is not node and not _inside_subquery(sub, node):
                 for group in self.outputs(sub, ctes) or []:
                     found |= group
         for column in node.find_all(exp.Column):
@@ -260,7 +255,8 @@ def view_lineage(
 ) -> Iterator[dict[str, Any]]:
     """The Process of one view and the ColumnProcesses of its columns."""
     db, schema, view = row["database_name"], row["schema_name"], row["view_name"]
-    view_type = MATERIALISED_VIEW if row["view_kind"] == "m" else VIEW
+    view_type = column_parent_type(row["view_kind"], False)
+    sync, connection_qn = ctx.sync(), ctx.connection_qualified_name
     view_qn = qn.relation(db, schema, view)
     sources = json.loads(row["sources"] or "[]")
     inputs, selected = [], set()
@@ -268,20 +264,17 @@ def view_lineage(
         if not is_selected:
             stats.omitted_inputs += 1
             continue
-        type_name = TABLE_PARTITION if is_partition else RELKIND_TYPES.get(relkind, TABLE)
+        type_name = column_parent_type(relkind, is_partition)
         inputs.append(ref(type_name, qn.relation(db, s_schema, s_name)))
         selected.add((s_schema, s_name))
     stats.views += 1
-    process_qn = process_qualified_name(view_qn, ctx.connection_qualified_name)
+    process_qn = process_qualified_name(view_qn, connection_qn)
     attrs = {
-        "name": view_qn,
-        "qualifiedName": process_qn,
-        "connectionQualifiedName": ctx.connection_qualified_name,
-        "connectionName": ctx.connection_name,
+        **ctx.common(view_qn, process_qn),
         "inputs": inputs,
         "outputs": [ref(view_type, view_qn)],
         "sql": select,
-        **ctx.sync(),
+        **sync,
     }
     yield entity(PROCESS, attrs, {"source": "pg_depend"})
 
@@ -308,14 +301,13 @@ def view_lineage(
         column_qn = f"{view_qn}/{name}"
         stats.column_edges += len(kept)
         attrs = {
-            "name": column_qn,
-            "qualifiedName": process_qualified_name(column_qn, ctx.connection_qualified_name),
-            "connectionQualifiedName": ctx.connection_qualified_name,
-            "connectionName": ctx.connection_name,
+            **ctx.common(
+                column_qn, process_qualified_name(column_qn, ctx.connection_qualified_name)
+            ),
             "inputs": [ref(COLUMN, qn.column(db, *s)) for s in kept],
             "outputs": [ref(COLUMN, column_qn)],
             "process": process_ref,
-            **ctx.sync(),
+            **sync,
         }
         yield entity(COLUMN_PROCESS, attrs, {"source": "pg_depend + pg_get_viewdef"})
 

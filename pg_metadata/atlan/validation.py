@@ -26,7 +26,6 @@ REFERENCE_KEYS = (
     "process",
 )
 LIST_REFERENCE_KEYS = ("inputs", "outputs")
-FOREIGN_KEY_KEYS = ("foreignKeyFrom", "foreignKeyTo")
 COLUMN_PARENTS = {
     "table": "tableQualifiedName",
     "tablePartition": "tableQualifiedName",
@@ -149,12 +148,6 @@ def expected_count(type_name: str, raw_rows: Iterable[Mapping[str, Any]]) -> int
     if type_name in E.RELATION_TYPES:
         return sum(1 for row in raw_rows if E.relation_type(row) == type_name)
     return sum(1 for _ in raw_rows)
-
-
-def qualified_names(entities: Iterable[Mapping[str, Any]]) -> Iterator[str]:
-    """QualifiedNames, for building the `known` sets."""
-    for entity in entities:
-        yield qualified_name(entity)
 
 
 @dataclass

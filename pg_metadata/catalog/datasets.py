@@ -244,7 +244,8 @@ VIEW_DEFINITIONS = Dataset(
         ("table_oid", I64, "pg_class.oid"),
         ("schema_name", S, "Schema"),
         ("relation_name", S, "View or materialized view"),
-        ("view_definition", S, "pg_get_viewdef(oid); NULL when skipped"),
+        ("view_definition", S, "pg_get_viewdef(oid); NULL for a foreign table, or when locked"),
+        ("is_insertable_into", B, "pg_relation_is_updatable (views, foreign tables)"),
     ),
 )
 

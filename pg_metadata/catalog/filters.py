@@ -144,19 +144,23 @@ def _schema_patterns(schemas: Any, what: str, db_pattern: str) -> list[str]:
 def _anchor(pattern: str) -> str:
     """Anchor at both ends so a rule never matches a mere substring (embedded options such
     as `(?i)` stay first, where PostgreSQL requires them)."""
-    options = _OPTIONS.match(pattern)
-    head = options.group(0) if options else ""
-    return f"{head}^(?:{pattern[len(head) :]})$"
+    head, body = _split_options(pattern)
+    return f"{head}^(?:{body})$"
 
 
 def unanchor(anchored: str) -> str:
     """A rule's regex as the user wrote it (rules are stored anchored)."""
-    options = _OPTIONS.match(anchored)
-    head = options.group(0) if options else ""
-    body = anchored[len(head) :]
+    head, body = _split_options(anchored)
     if body.startswith("^(?:") and body.endswith(")$"):
         return head + body[4:-2]
     return anchored
+
+
+def _split_options(pattern: str) -> tuple[str, str]:
+    """(leading embedded options such as `(?i)`, the rest)."""
+    options = _OPTIONS.match(pattern)
+    head = options.group(0) if options else ""
+    return head, pattern[len(head) :]
 
 
 def _check_pattern(pattern: str, what: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg2
 
 from pg_metadata.catalog.connection import Connector
-from pg_metadata.catalog.datasets import DATABASES, Dataset
+from pg_metadata.catalog.datasets import Dataset
 from pg_metadata.catalog.filters import CatalogFilter, unanchor
 from pg_metadata.catalog.reader import query_rows
 from pg_metadata.catalog.sources import Source
@@ -149,9 +149,13 @@ class _Session:
     connector: Connector
 
     def rows(self, dataset: Dataset, params: Mapping[str, Any], database: str | None = None):
+        return self.rows_in(database, (dataset, params))[0]
+
+    def rows_in(self, database: str | None, *queries: tuple[Dataset, Mapping[str, Any]]):
+        """The rows of each query, on one connection to `database`."""
         conn = self.connector.connect(database)
         try:
-            return query_rows(conn, dataset, dict(params))
+            return [query_rows(conn, dataset, dict(params)) for dataset, params in queries]
         finally:
             conn.close()
 
@@ -229,15 +233,18 @@ def _server_checks(
             return
         report.add(FILTERS, True, "every filter regex compiles in PostgreSQL's engine")
         visible = query_rows(conn, VISIBLE_DATABASES, params)
-        selected = [r["database_name"] for r in query_rows(conn, DATABASES, params)]
+        # what databases.sql selects: connectable and chosen by the filters
+        selected = [
+            d["database_name"] for d in visible if d["can_connect"] and d["selected_by_filters"]
+        ]
         _snapshot_check(report, source, conn)
     finally:
         conn.close()
     reachable, counts, schemas = [], {}, []
     for db in selected:
         try:
-            schemas += session.rows(VISIBLE_SCHEMAS, {}, db)
-            (row,) = session.rows(TABLE_COUNT, params, db)
+            found, (row,) = session.rows_in(db, (VISIBLE_SCHEMAS, {}), (TABLE_COUNT, params))
+            schemas += found
         except PgMetadataError as exc:
             report.add(CONNECT, False, str(exc))
             continue

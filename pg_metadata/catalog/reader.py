@@ -49,11 +49,9 @@ class SpooledResult:
         """The dataset's Arrow schema."""
         return self.dataset.schema
 
-    def batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
-        """Typed record batches (of some columns only, if given), read incrementally."""
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Typed record batches, read incrementally (with `patch` applied)."""
         schema = self.dataset.schema
-        if columns is not None:
-            schema = pa.schema([schema.field(c) for c in columns])
         reader = pacsv.open_csv(
             self.path,
             read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE),
@@ -68,10 +66,9 @@ class SpooledResult:
                 false_values=["f"],
             ),
         )
-        patch = self.patch if self.patch is not None and "table_oid" in schema.names else None
         for batch in reader:
             batch = pa.RecordBatch.from_arrays(batch.columns, schema=schema)
-            yield batch if patch is None else _patched(batch, patch)
+            yield batch if self.patch is None else _patched(batch, self.patch)
 
     def read_all(self) -> pa.Table:
         """All rows at once (small datasets only)."""
@@ -86,8 +83,6 @@ def _patched(batch: pa.RecordBatch, patch: dict[int, tuple]) -> pa.RecordBatch:
     oids = batch.column(batch.schema.get_field_index("table_oid")).to_pylist()
     for position, (name, type_) in enumerate(PATCHED):
         index = batch.schema.get_field_index(name)
-        if index < 0:
-            continue
         current = batch.column(index).to_pylist()
         merged = [
             patch[oid][position] if oid in patch else old
@@ -97,7 +92,6 @@ def _patched(batch: pa.RecordBatch, patch: dict[int, tuple]) -> pa.RecordBatch:
     return batch
 
 
-_LONGEST = threading.local()  # the longest definitions transaction of this thread's read
 SPOOL_PREFIX = "pg_metadata_spool_"  # a killed run's spool folder is swept by a later one
 DEFINITION_BATCH = 2000
 DEFINITION_LOCK_TIMEOUT = "500ms"  # a view whose relations someone holds exclusively: skip it
@@ -105,48 +99,57 @@ DEFINITION_LOCK_TIMEOUT = "500ms"  # a view whose relations someone holds exclus
 DEFINITION_IDLE_TIMEOUT = "5s"
 
 
+@dataclass
+class ViewDefinitions:
+    """What `read_view_definitions` read: (view_definition, is_insertable_into) by table_oid,
+    the views left without (locked), its statements, and its longest transaction."""
+
+    found: dict[int, tuple] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    statements: int = 0
+    longest_seconds: float = 0.0
+
+
 def read_view_definitions(
     conn: psycopg2.extensions.connection, snapshot_name: str, params: dict[str, Any], database: str
-) -> tuple[dict[int, tuple], list[str], int, float]:
+) -> ViewDefinitions:
     """pg_get_viewdef of every selected view, batch by batch, each batch in its own short
     transaction on the exported snapshot with a short lock_timeout, so no user relation stays
     locked for the catalog read. A batch that meets a lock is redone one view at a time; a
-    view still locked is left without a definition (named in the returned list)."""
-    _LONGEST.value = 0.0
-    found: dict[int, tuple] = {}
-    skipped: list[str] = []
-    statements, after = 0, 0
-    base = {**params, "skip": [], "list_only": False, "batch": DEFINITION_BATCH}
+    view still locked is left without a definition (named in `skipped`)."""
+    read = ViewDefinitions()
+    base = {**params, "list_only": False, "batch": DEFINITION_BATCH}
+    after = 0
     while True:
-        rows = _definitions(conn, snapshot_name, {**base, "after_oid": after}, database)
-        statements += 5
+        rows = _definitions(conn, snapshot_name, {**base, "after_oid": after}, database, read)
         if rows is None:  # someone holds a relation of this batch: one view at a time
-            listing = _definitions(
-                conn, snapshot_name, {**base, "after_oid": after, "list_only": True}, database
-            )
-            statements += 5
+            listing = {**base, "after_oid": after, "list_only": True}
             rows = []
-            for oid, schema, name, *_ in listing or []:
-                one = _definitions(
-                    conn, snapshot_name, {**base, "after_oid": oid - 1, "batch": 1}, database
-                )
-                statements += 5
-                if one:
-                    rows.append(one[0])
-                else:
-                    rows.append((oid, schema, name, None, None))
-                    skipped.append(f"{schema}.{name}")
+            for oid, schema, name, *_ in (
+                _definitions(conn, snapshot_name, listing, database, read) or []
+            ):
+                one = {**base, "after_oid": oid - 1, "batch": 1}
+                found = _definitions(conn, snapshot_name, one, database, read)
+                if not found:
+                    read.skipped.append(f"{schema}.{name}")
+                rows.append(found[0] if found else (oid, schema, name, None, None))
         for oid, _, _, definition, insertable in rows:
-            found[oid] = (definition, insertable)
+            read.found[oid] = (definition, insertable)
         if len(rows) < DEFINITION_BATCH:
-            return found, skipped, statements, _LONGEST.value
+            return read
         after = rows[-1][0]
 
 
 def _definitions(
-    conn: psycopg2.extensions.connection, snapshot_name: str, params: dict[str, Any], database: str
+    conn: psycopg2.extensions.connection,
+    snapshot_name: str,
+    params: dict[str, Any],
+    database: str,
+    read: ViewDefinitions,
 ) -> list[tuple] | None:
-    """One batch in one short transaction; None when it ran into someone else's lock."""
+    """One batch in one short transaction (5 statements, counted in `read`); None when it ran
+    into someone else's lock."""
+    read.statements += 5
     started = time.perf_counter()
     try:
         with conn.cursor() as cur:
@@ -159,7 +162,7 @@ def _definitions(
             cur.execute(VIEW_DEFINITIONS.sql(), params)
             rows = cur.fetchall()
         conn.commit()
-        _LONGEST.value = max(getattr(_LONGEST, "value", 0.0), time.perf_counter() - started)
+        read.longest_seconds = max(read.longest_seconds, time.perf_counter() - started)
     except psycopg2.errors.LockNotAvailable:
         _rollback_quietly(conn)
         return None
@@ -239,10 +242,12 @@ def read_catalog(
                     _spool(cur, dataset, params, workdir, snapshot)
                     statements += 1
         conn.commit()
-        if job is not None and job.definitions:
-            statements += job.definition_statements
-            snapshot.results[TABLES.name].patch = job.view_definitions
-            snapshot.skipped_views = job.skipped_views
+        if job is not None and job.view_definitions is not None:
+            read = job.view_definitions
+            statements += read.statements
+            snapshot.results[TABLES.name].patch = read.found
+            snapshot.skipped_views = read.skipped
+            snapshot.longest_lock_seconds = read.longest_seconds
     except BaseException:
         snapshot.remove()
         _rollback_quietly(conn)
@@ -301,10 +306,8 @@ class _HelperCopy:
     error: BaseException | None = None
     main_failed: bool = False
     trace_context: Any = None
-    definitions: bool = False
-    view_definitions: dict[int, tuple] = field(default_factory=dict)
-    skipped_views: list[str] = field(default_factory=list)
-    definition_statements: int = 0
+    definitions: bool = False  # also read the view definitions, after the COPYs
+    view_definitions: ViewDefinitions | None = None
 
     def run(self, main: psycopg2.extensions.connection) -> None:
         try:
@@ -319,11 +322,9 @@ class _HelperCopy:
                     _spool(cur, dataset, self.params, self.workdir, self.snapshot)
             self.conn.commit()
             if self.definitions:
-                defs = read_view_definitions(
+                self.view_definitions = read_view_definitions(
                     self.conn, self.snapshot_name, self.params, self.snapshot.database
                 )
-                self.view_definitions, self.skipped_views, self.definition_statements = defs[:3]
-                self.snapshot.longest_lock_seconds = defs[3]
         except BaseException as exc:
             if not self.main_failed:
                 self.error = exc

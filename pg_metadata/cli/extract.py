@@ -240,9 +240,8 @@ def run_source(
     """Discovery, then one extraction run per database; a failing server fails only itself;
     a stop signal ends it after the current run."""
     from pg_metadata import telemetry
-    from pg_metadata.orchestration.plan import SourcePlan
+    from pg_metadata.orchestration.plan import PARTITION_TAG, SourcePlan
     from pg_metadata.orchestration.run_results import failure_line, interrupted
-    from pg_metadata.orchestration.tracing import PARTITION_TAG
     from pg_metadata.orchestration.translator import PostgresCatalogTranslator
 
     plan = SourcePlan(source, PostgresCatalogTranslator().get_asset_spec)

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import dagster as dg
@@ -125,7 +125,7 @@ def deletions(
     return {"deleted": deleted, "deleted_since_run": previous["run_id"]}
 
 
-def _ended(context: dg.AssetExecutionContext) -> Any:
+def _ended(context: dg.AssetExecutionContext) -> Callable[[str], bool]:
     """Whether a run (by id) failed or was canceled in this instance: its files are debris.
     Successful runs without a manifest (some assets only) may feed later runs, and unknown
     runs (another instance's, a throwaway CLI instance's) may still be writing: both stay."""

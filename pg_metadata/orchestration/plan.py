@@ -21,6 +21,7 @@ from pg_metadata.catalog.sources import Source
 PATH_METADATA = "pg_metadata/path"  # definition metadata: the asset's stable output path
 SOURCE_TAG = "pg_metadata/source"  # run tag on every job of a source (queue limits per source)
 DATABASE_TAG = "pg_metadata/database"  # <source>/<database>: one run at a time each
+PARTITION_TAG = "dagster/partition"  # Dagster's: the partition (database) a run is for
 RAW_PATHS = {d.name: f"raw/{d.name}" for d in (DATABASES, *PER_DATABASE)}
 ENTITY_PATHS = {
     E.DATABASE: "transformed/database",

@@ -17,11 +17,10 @@ from typing import Any
 import dagster as dg
 
 from pg_metadata import telemetry
-from pg_metadata.orchestration.plan import SOURCE_TAG
+from pg_metadata.orchestration.plan import PARTITION_TAG, SOURCE_TAG
 
 PARENT_TAG = "pg_metadata/traceparent"  # set by whoever launches a run into an existing trace
 RUN_TRACE_TAG = "pg_metadata/run_traceparent"  # the run span, for steps in other processes
-PARTITION_TAG = "dagster/partition"
 
 
 def run_attributes(run_id: str, job_name: str, tags: Mapping[str, str]) -> dict[str, Any]:

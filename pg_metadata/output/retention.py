@@ -15,12 +15,13 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pg_metadata.catalog.reader import SPOOL_PREFIX
 from pg_metadata.errors import ConfigError
 from pg_metadata.output.storage import ObjectStore, encode_segment
 
 KEEP_ENV = "PG_METADATA_KEEP_RUNS"
 STALE_AFTER_S = 24 * 3600  # longer than any plausible run: what is older was left by a crash
-LOCAL_PREFIXES = ("pg_metadata_spool_",)  # catalog spools: one per read, gone when it ends
+LOCAL_PREFIXES = (SPOOL_PREFIX,)  # catalog spools: one per read, gone when it ends
 DEFAULT_KEEP = 5
 
 
@@ -61,7 +62,7 @@ def prune(
         mine = len(parts) >= 5 or (len(parts) == 4 and parts[2] == "manifest")
         if mine and parts[-1] in names:
             files[parts[1]].append(key)
-    manifest_key = f"manifest/{encode_segment(database)}.json"
+    manifest_key = f"manifest/{segment}.json"
     complete: dict[str, float] = {}
     for run_id, keys in files.items():
         if f"runs/{run_id}/{manifest_key}" in keys:

@@ -1,19 +1,19 @@
 -- Definitions of the selected views and materialized views, and whether views and foreign
 -- tables take INSERTs, one batch (by OID) at a time. pg_get_viewdef and
 -- pg_relation_is_updatable are the catalog functions we call that lock: AccessShareLock on the
--- relation (and on every relation a view reads), held until the transaction ends. So these batches run apart
--- from the long catalog transaction, each in a short transaction of its own on the same
--- exported snapshot with a short lock_timeout; `skip` lists views whose definition is not to
--- be read (someone holds one of their relations exclusively).
+-- relation (and on every relation a view reads), held until the transaction ends. So these
+-- batches run apart from the long catalog transaction, each in a short transaction of its own
+-- on the same exported snapshot with a short lock_timeout; `list_only` names the views of a batch without
+-- reading anything that locks (to redo the batch one view at a time).
 WITH
 --@include selected_schemas
 SELECT
     c.oid::bigint                                      AS table_oid,
     s.nspname                                          AS schema_name,
     c.relname                                          AS relation_name,
-    CASE WHEN %(list_only)s::boolean OR c.oid = ANY (%(skip)s::oid[]) OR c.relkind = 'f'
+    CASE WHEN %(list_only)s::boolean OR c.relkind = 'f'
          THEN NULL ELSE pg_catalog.pg_get_viewdef(c.oid) END AS view_definition,
-    CASE WHEN %(list_only)s::boolean OR c.oid = ANY (%(skip)s::oid[]) THEN NULL
+    CASE WHEN %(list_only)s::boolean THEN NULL
          WHEN c.relkind = 'v' OR (c.relkind = 'f' AND fw.fdwhandler <> 0)
              THEN (pg_catalog.pg_relation_is_updatable(c.oid, false) & 8) = 8
          ELSE FALSE END                                AS is_insertable_into
