@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from pg_metadata import telemetry
 from pg_metadata.catalog.auth import AuthMode, IamTokenHook
+from pg_metadata.catalog.datasets import SQL_DIALECT, read_sql
 from pg_metadata.catalog.settings import ConnectionSettings
 from pg_metadata.errors import SourceConnectionError
 
@@ -51,11 +52,34 @@ def connect(
                 describe_connect_error(settings, dbname, exc, auth_mode),
                 transient=is_transient(exc),
             ) from None
+    try:
+        conn.autocommit = True  # the timeouts first, outside any transaction
+        apply_session_timeouts(conn, settings)
+        conn.autocommit = False
+    except psycopg2.Error as exc:
+        conn.close()
+        raise SourceConnectionError(
+            describe_connect_error(settings, dbname, exc, auth_mode),
+            transient=is_transient(exc),
+        ) from None
     conn.set_session(
         isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True
     )
     OPEN_CONNECTIONS.add(conn)
     return conn
+
+
+SESSION_STATEMENTS = 1  # what `connect` sends on every connection before the caller's own
+
+
+def apply_session_timeouts(conn: Any, settings: ConnectionSettings) -> None:
+    """Set the session's timeouts: ours, or the role's/database's where those are stricter
+    (one statement; `conn` is a DB-API connection in autocommit mode)."""
+    cur = conn.cursor()
+    try:
+        cur.execute(read_sql(SQL_DIALECT, "session_timeouts"), settings.session_timeouts())
+    finally:
+        cur.close()
 
 
 OPEN_CONNECTIONS: weakref.WeakSet = weakref.WeakSet()  # for cancel_all
@@ -142,6 +166,14 @@ def create_engine(
         database=connect_args.pop("dbname"),
     )
     engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True, **engine_kwargs)
+
+    @sa.event.listens_for(engine, "connect")
+    def _timeouts(dbapi_connection, connection_record) -> None:
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        apply_session_timeouts(dbapi_connection, settings)
+        dbapi_connection.autocommit = autocommit
+
     if hook is not None:
 
         @sa.event.listens_for(engine, "do_connect")

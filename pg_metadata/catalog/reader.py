@@ -10,7 +10,9 @@ the size of the catalog.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import json
 import shutil
 import tempfile
 import threading
@@ -27,6 +29,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from pg_metadata import telemetry
+from pg_metadata.catalog.connection import SESSION_STATEMENTS
 from pg_metadata.catalog.datasets import TABLES, VIEW_DEFINITIONS, Dataset
 from pg_metadata.errors import ExtractionError
 
@@ -94,9 +97,26 @@ def _patched(batch: pa.RecordBatch, patch: dict[int, tuple]) -> pa.RecordBatch:
 
 SPOOL_PREFIX = "pg_metadata_spool_"  # a killed run's spool folder is swept by a later one
 DEFINITION_BATCH = 2000
-DEFINITION_LOCK_TIMEOUT = "500ms"  # a view whose relations someone holds exclusively: skip it
-# a client paused inside one of these short transactions ends it (and its locks) this soon
-DEFINITION_IDLE_TIMEOUT = "5s"
+# Bounds on the definitions' short transactions: how long we wait for someone else's lock (a
+# view whose relations someone holds exclusively is skipped), and how long any batch may hold
+# its own locks (one that takes longer is redone in smaller batches), so another session's DDL
+# never waits for us longer than this, whatever the extractor does meanwhile.
+DEFINITION_LOCK_TIMEOUT = "500ms"
+DEFINITION_STATEMENT_TIMEOUT = "500ms"
+DEFINITIONS_SETTING = "pg_metadata.view_definitions"
+# one query string: the rows stay on the server (in a session setting) until after COMMIT
+DEFINITIONS_TRANSACTION = (
+    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n"
+    "SET TRANSACTION SNAPSHOT %(snapshot)s;\n"
+    "SET LOCAL lock_timeout = %(lock_timeout)s;\n"
+    "SET LOCAL statement_timeout = %(statement_timeout)s;\n"
+    "<query>;\n"
+    "COMMIT"
+)
+DEFINITIONS_FETCH = (
+    "SELECT d, pg_catalog.set_config(%(name)s, '', false) IS NULL "
+    "FROM pg_catalog.current_setting(%(name)s) AS d"
+)
 
 
 @dataclass
@@ -108,36 +128,67 @@ class ViewDefinitions:
     skipped: list[str] = field(default_factory=list)
     statements: int = 0
     longest_seconds: float = 0.0
+    replaced: int = 0  # non-UTF-8 sequences (SQL_ASCII databases), made U+FFFD
 
 
 def read_view_definitions(
     conn: psycopg2.extensions.connection, snapshot_name: str, params: dict[str, Any], database: str
 ) -> ViewDefinitions:
     """pg_get_viewdef of every selected view, batch by batch, each batch in its own short
-    transaction on the exported snapshot with a short lock_timeout, so no user relation stays
-    locked for the catalog read. A batch that meets a lock is redone one view at a time; a
-    view still locked is left without a definition (named in `skipped`)."""
+    transaction on the exported snapshot with short lock and statement timeouts, so no user
+    relation stays locked for the catalog read. A batch that meets a lock is redone one view
+    at a time (a view still locked is left without a definition, named in `skipped`); one that
+    runs out of time is redone in batches half as big. Leaves `conn` in autocommit mode (each
+    query string carries its own BEGIN and COMMIT; switching back would cost two statements)."""
     read = ViewDefinitions()
-    base = {**params, "list_only": False, "batch": DEFINITION_BATCH}
+    size = DEFINITION_BATCH
     after = 0
+    conn.autocommit = True
     while True:
+        base = {**params, "list_only": False, "batch": size}
         rows = _definitions(conn, snapshot_name, {**base, "after_oid": after}, database, read)
-        if rows is None:  # someone holds a relation of this batch: one view at a time
+        if rows == "timeout" and size > 1:
+            size = max(1, size // 2)
+            continue
+        used, size = size, min(DEFINITION_BATCH, size * 2)
+        if rows == "locked":  # someone holds a relation of this batch: one view at a time
             listing = {**base, "after_oid": after, "list_only": True}
-            rows = []
-            for oid, schema, name, *_ in (
-                _definitions(conn, snapshot_name, listing, database, read) or []
-            ):
-                one = {**base, "after_oid": oid - 1, "batch": 1}
-                found = _definitions(conn, snapshot_name, one, database, read)
-                if not found:
-                    read.skipped.append(f"{schema}.{name}")
-                rows.append(found[0] if found else (oid, schema, name, None, None))
+            rows = [
+                _one_view(conn, snapshot_name, base, database, read, oid, schema, name)
+                for oid, schema, name, *_ in _rows(
+                    _definitions(conn, snapshot_name, listing, database, read)
+                )
+            ]
+        elif rows == "timeout":  # a single view's definition took too long
+            listing = {**base, "after_oid": after, "list_only": True}
+            rows = _rows(_definitions(conn, snapshot_name, listing, database, read))
+            read.skipped.extend(f"{schema}.{name}" for _, schema, name, *_ in rows)
         for oid, _, _, definition, insertable in rows:
             read.found[oid] = (definition, insertable)
-        if len(rows) < DEFINITION_BATCH:
+        if len(rows) < used:
             return read
         after = rows[-1][0]
+
+
+def _one_view(
+    conn: psycopg2.extensions.connection,
+    snapshot_name: str,
+    base: dict[str, Any],
+    database: str,
+    read: ViewDefinitions,
+    oid: int,
+    schema: str,
+    name: str,
+) -> tuple:
+    one = {**base, "after_oid": oid - 1, "batch": 1}
+    found = _rows(_definitions(conn, snapshot_name, one, database, read))
+    if not found:
+        read.skipped.append(f"{schema}.{name}")
+    return found[0] if found else (oid, schema, name, None, None)
+
+
+def _rows(result: list[tuple] | str) -> list[tuple]:
+    return [] if isinstance(result, str) else result
 
 
 def _definitions(
@@ -146,33 +197,41 @@ def _definitions(
     params: dict[str, Any],
     database: str,
     read: ViewDefinitions,
-) -> list[tuple] | None:
-    """One batch in one short transaction (5 statements, counted in `read`); None when it ran
-    into someone else's lock."""
-    read.statements += 5
+) -> list[tuple] | str:
+    """One batch: its transaction as one query string, then its rows read after the COMMIT
+    (2 statements, counted in `read`); "locked" when it ran into someone else's lock,
+    "timeout" when it ran out of time."""
+    read.statements += 2
     started = time.perf_counter()
+    query = DEFINITIONS_TRANSACTION.replace("<query>", VIEW_DEFINITIONS.sql().rstrip().rstrip(";"))
     try:
         with conn.cursor() as cur:
-            cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot_name,))
             cur.execute(
-                "SELECT pg_catalog.set_config('lock_timeout', %s, true), "
-                "pg_catalog.set_config('idle_in_transaction_session_timeout', %s, true)",
-                (DEFINITION_LOCK_TIMEOUT, DEFINITION_IDLE_TIMEOUT),
+                query,
+                {
+                    **params,
+                    "snapshot": snapshot_name,
+                    "lock_timeout": DEFINITION_LOCK_TIMEOUT,
+                    "statement_timeout": DEFINITION_STATEMENT_TIMEOUT,
+                },
             )
-            cur.execute(VIEW_DEFINITIONS.sql(), params)
-            rows = cur.fetchall()
-        conn.commit()
-        read.longest_seconds = max(read.longest_seconds, time.perf_counter() - started)
-    except psycopg2.errors.LockNotAvailable:
-        _rollback_quietly(conn)
-        return None
+            read.longest_seconds = max(read.longest_seconds, time.perf_counter() - started)
+            # as bytes: an SQL_ASCII database's definitions need not be UTF-8
+            psycopg2.extensions.register_type(psycopg2.extensions.BYTES, cur)
+            cur.execute(DEFINITIONS_FETCH, {"name": DEFINITIONS_SETTING})
+            ((stashed, _),) = cur.fetchall()
+    except (psycopg2.errors.LockNotAvailable, psycopg2.errors.QueryCanceled) as exc:
+        _rollback_quietly(conn, explicit=True)
+        return "locked" if isinstance(exc, psycopg2.errors.LockNotAvailable) else "timeout"
     except psycopg2.Error as exc:
-        _rollback_quietly(conn)
+        _rollback_quietly(conn, explicit=True)
         raise ExtractionError(
             describe_query_error(VIEW_DEFINITIONS.name, database, exc, conn),
             transient=connection_lost(exc, conn),
         ) from None
-    return rows
+    text = bytes(stashed).decode("utf-8", "replace")
+    read.replaced += text.count("\ufffd") - stashed.count(b"\xef\xbf\xbd")
+    return [tuple(row) for row in json.loads(text)]
 
 
 @dataclass
@@ -186,6 +245,7 @@ class CatalogSnapshot:
     workdir: Path | None = None
     skipped_views: list[str] = field(default_factory=list)  # locked: no definition read
     longest_lock_seconds: float = 0.0  # the longest transaction that locked user relations
+    replaced_bytes: int = 0  # non-UTF-8 sequences of an SQL_ASCII database, made U+FFFD
 
     def remove(self) -> None:
         """Delete the spool directory."""
@@ -221,7 +281,8 @@ def read_catalog(
     workdir = Path(tempfile.mkdtemp(prefix=SPOOL_PREFIX, dir=spool_dir))
     snapshot = CatalogSnapshot(database=database, workdir=workdir)
     started = time.perf_counter()
-    statements = 2  # BEGIN (implicit, sent by the driver) + COMMIT
+    # the session's timeouts on each connection, BEGIN (implicit, sent by the driver), COMMIT
+    statements = SESSION_STATEMENTS * (1 if helper is None else 2) + 2
     try:
         job = None
         offload = [d for d in on_helper if d in datasets]
@@ -241,13 +302,14 @@ def read_catalog(
                 if job is None or dataset not in job.datasets:
                     _spool(cur, dataset, params, workdir, snapshot)
                     statements += 1
-        conn.commit()
+        _commit(conn, database)
         if job is not None and job.view_definitions is not None:
             read = job.view_definitions
             statements += read.statements
             snapshot.results[TABLES.name].patch = read.found
             snapshot.skipped_views = read.skipped
             snapshot.longest_lock_seconds = read.longest_seconds
+            snapshot.replaced_bytes += read.replaced
     except BaseException:
         snapshot.remove()
         _rollback_quietly(conn)
@@ -259,6 +321,19 @@ def read_catalog(
     if params["inline_view_definitions"] and TABLES in datasets:
         snapshot.longest_lock_seconds = snapshot.seconds  # views locked for the whole read
     return snapshot
+
+
+def _commit(conn: psycopg2.extensions.connection, database: str) -> None:
+    """End the snapshot's transaction; a connection lost here is said so, and retryable."""
+    try:
+        conn.commit()
+    except psycopg2.Error as exc:
+        raise ExtractionError(
+            describe_query_error("final COMMIT", database, exc, conn).replace(
+                "during the final COMMIT query", "at the end of the catalog read"
+            ),
+            transient=connection_lost(exc, conn),
+        ) from None
 
 
 def _spool(
@@ -273,9 +348,12 @@ def _spool(
     attributes = {"db.namespace": snapshot.database, "pg_metadata.query": dataset.name}
     with telemetry.phase("pg_metadata.query", **attributes) as span:
         rows = _copy_to_file(cur, dataset, params, path, snapshot.database)
+        if cur.connection.info.parameter_status("server_encoding") == "SQL_ASCII":
+            snapshot.replaced_bytes += _make_utf8(path)
         span.set_attribute("pg_metadata.rows", rows)
         span.set_attribute("pg_metadata.bytes", path.stat().st_size)
     telemetry.instruments().rows.add(rows, attributes)
+    telemetry.notify("rows", query=dataset.name, rows=rows)
     snapshot.results[dataset.name] = SpooledResult(dataset, path, time.perf_counter() - t0)
 
 
@@ -286,9 +364,12 @@ def _export_snapshot(conn: psycopg2.extensions.connection) -> str | None:
             cur.execute("SELECT pg_catalog.pg_export_snapshot()")
             (name,) = cur.fetchone()
         return name
-    except psycopg2.OperationalError:
-        raise
-    except psycopg2.Error:
+    except psycopg2.Error as exc:
+        if connection_lost(exc, conn):
+            raise ExtractionError(
+                describe_query_error("pg_export_snapshot", conn.info.dbname, exc, conn),
+                transient=True,
+            ) from None
         conn.rollback()
         return None
 
@@ -316,11 +397,14 @@ class _HelperCopy:
                     cur.execute("SET TRANSACTION SNAPSHOT %s", (self.snapshot_name,))
                 except psycopg2.Error as exc:
                     raise ExtractionError(
-                        describe_query_error(self.datasets[0].name, self.snapshot.database, exc)
+                        describe_query_error(
+                            "SET TRANSACTION SNAPSHOT", self.snapshot.database, exc, self.conn
+                        ),
+                        transient=connection_lost(exc, self.conn),
                     ) from None
                 for dataset in self.datasets:
                     _spool(cur, dataset, self.params, self.workdir, self.snapshot)
-            self.conn.commit()
+            _commit(self.conn, self.snapshot.database)
             if self.definitions:
                 self.view_definitions = read_view_definitions(
                     self.conn, self.snapshot_name, self.params, self.snapshot.database
@@ -368,7 +452,11 @@ def _copy_to_file(
     # mogrify binds the parameters with the driver's own quoting (COPY cannot take parameters).
     encoding = psycopg2.extensions.encodings.get(cur.connection.encoding, "utf-8")
     query = cur.mogrify(dataset.sql(), params).decode(encoding)
-    copy = f"COPY (\n{query}\n) TO STDOUT WITH (FORMAT csv, HEADER true, ENCODING 'UTF8')"
+    # an SQL_ASCII database stores bytes unchecked: converting them to UTF8 on the server fails
+    # on the first non-UTF-8 one, so take them as they are (and make them UTF-8 here)
+    raw = cur.connection.info.parameter_status("server_encoding") == "SQL_ASCII"
+    target = "SQL_ASCII" if raw else "UTF8"
+    copy = f"COPY (\n{query}\n) TO STDOUT WITH (FORMAT csv, HEADER true, ENCODING '{target}')"
     try:
         with open(path, "wb") as out:
             cur.copy_expert(copy, out, size=1 << 20)
@@ -378,7 +466,7 @@ def _copy_to_file(
             transient=connection_lost(exc, cur.connection),
         ) from None
     with open(path, "rb") as f:
-        header = f.readline().decode("utf-8").rstrip("\r\n").split(",")
+        header = f.readline().decode("utf-8", "replace").rstrip("\r\n").split(",")
     expected = dataset.column_names
     if [h.strip('"') for h in header] != expected:
         raise ExtractionError(
@@ -386,6 +474,25 @@ def _copy_to_file(
             "the SQL file and pg_metadata/catalog/datasets.py disagree"
         )
     return max(cur.rowcount, 0)
+
+
+def _make_utf8(path: Path) -> int:
+    """Rewrite a spool file of an SQL_ASCII database as UTF-8: valid UTF-8 stays as it is
+    (what most such databases hold), every other byte sequence becomes U+FFFD; the number of
+    replaced sequences. CSV structure is ASCII, so it is untouched."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    replaced = 0
+    fixed = path.with_suffix(".utf8")
+    with open(path, "rb") as src, open(fixed, "wb") as out:
+        while chunk := src.read(1 << 20):
+            text = decoder.decode(chunk)
+            replaced += text.count("\ufffd") - chunk.count(b"\xef\xbf\xbd")
+            out.write(text.encode("utf-8"))
+        tail = decoder.decode(b"", final=True)
+        replaced += tail.count("\ufffd")
+        out.write(tail.encode("utf-8"))
+    fixed.replace(path)
+    return replaced
 
 
 # SQLSTATEs that mean "try again": the server is going away or not accepting us yet, or (on a
@@ -433,9 +540,15 @@ def describe_query_error(
     return f"catalog query {name!r} failed on database {database!r}: {message} ({hint})"
 
 
-def _rollback_quietly(conn: psycopg2.extensions.connection) -> None:
+def _rollback_quietly(conn: psycopg2.extensions.connection, explicit: bool = False) -> None:
+    """End a failed transaction; `explicit` for one the query string began (autocommit on)."""
     try:
-        if not conn.closed:
+        if conn.closed:
+            return
+        if explicit:
+            with conn.cursor() as cur:
+                cur.execute("ROLLBACK")
+        else:
             conn.rollback()
     except psycopg2.Error:
         pass

@@ -101,15 +101,19 @@ class ConnectionSettings:
         return kwargs
 
     def session_options(self) -> str:
-        """Server settings sent at connection start: timeouts so we never hang on the source."""
-        return " ".join(
-            [
-                f"-c statement_timeout={self.statement_timeout_ms}",
-                f"-c lock_timeout={self.lock_timeout_ms}",
-                f"-c idle_in_transaction_session_timeout={self.idle_in_transaction_timeout_ms}",
-                f"-c work_mem={self.work_mem}",
-            ]
-        )
+        """Server settings sent at connection start. The timeouts are not among them: a
+        startup option would override a stricter one set on the role or database, so they
+        are set by the session's first statement instead (`session_timeouts`)."""
+        return f"-c work_mem={self.work_mem}"
+
+    def session_timeouts(self) -> dict[str, int]:
+        """Our timeouts in milliseconds (0: none), by server setting name; the session keeps
+        the stricter of each and the role's or database's own."""
+        return {
+            "statement_timeout": self.statement_timeout_ms,
+            "lock_timeout": self.lock_timeout_ms,
+            "idle_in_transaction_session_timeout": self.idle_in_transaction_timeout_ms,
+        }
 
 
 def _parse_port(text: str) -> int:

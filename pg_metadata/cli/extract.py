@@ -15,6 +15,7 @@ from typing import Any
 
 from pg_metadata.catalog.sources import Source, load_sources_file, select_sources
 from pg_metadata.cli.interrupts import Interrupts
+from pg_metadata.cli.live import LiveLine
 from pg_metadata.errors import ConfigError
 
 # options that describe the `default` source (no sources file)
@@ -138,15 +139,34 @@ def _instance() -> Any:
     return dg.DagsterInstance.from_ref(ref)
 
 
-def _progress_to_stderr(quiet: bool) -> None:
+class _AboveLiveLine(logging.Handler):
+    """Step notices (retries), one line each on stderr, above the live line if there is one."""
+
+    pg_metadata_cli = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: LiveLine | None = None
+        self.setFormatter(logging.Formatter("pg-metadata: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        if self.live is not None and self.live.enabled:
+            self.live.above(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+
+def _progress_to_stderr(quiet: bool, live: LiveLine | None) -> None:
     """Retries and other notices of the steps, one line each on stderr (not with --quiet)."""
     progress = logging.getLogger("pg_metadata.progress")
-    if quiet or any(getattr(h, "pg_metadata_cli", False) for h in progress.handlers):
+    if quiet:
         return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("pg-metadata: %(message)s"))
-    handler.pg_metadata_cli = True  # type: ignore[attr-defined]
-    progress.addHandler(handler)
+    handler = next((h for h in progress.handlers if isinstance(h, _AboveLiveLine)), None)
+    if handler is None:
+        handler = _AboveLiveLine()
+        progress.addHandler(handler)
+    handler.live = live
     progress.setLevel(logging.INFO)
 
 
@@ -155,7 +175,10 @@ def _run(args: argparse.Namespace, sources: list[Source], target: str, interrupt
 
     for source in sources:  # regexes the server would reject fail before anything is read
         check_source_patterns(source)
-    _progress_to_stderr(getattr(args, "quiet", False))
+    as_json = getattr(args, "json", False)
+    quiet = getattr(args, "quiet", False)
+    live = None if quiet or as_json else LiveLine()
+    _progress_to_stderr(quiet, live)
     # Everything checkable with one statement has been checked; now pay for Dagster.
 
     from pg_metadata.orchestration.definitions import build_definitions
@@ -163,13 +186,16 @@ def _run(args: argparse.Namespace, sources: list[Source], target: str, interrupt
     defs = build_definitions(sources, target=target)
     run_config = {} if args.verbose else _quiet_run_config()
     instance = _instance()
-    as_json = getattr(args, "json", False)
-    progress = Progress(quiet=getattr(args, "quiet", False) or as_json)
+    progress = Progress(quiet=quiet or as_json, live=live)
     results: list[SourceResult] = []
-    for s in sources:
-        if interrupts.stopped:
-            break
-        results.append(run_source(defs, instance, s, run_config, interrupts, progress))
+    try:
+        for s in sources:
+            if interrupts.stopped:
+                break
+            results.append(run_source(defs, instance, s, run_config, interrupts, progress))
+    finally:
+        if live is not None:
+            live.close()
     if as_json:
         print(json.dumps(_summary_json(results, target, interrupts), indent=2))
     for result in results:
@@ -214,12 +240,20 @@ def _summary_json(results: list[SourceResult], target: str, interrupts: Any) -> 
 
 
 class Progress:
-    """One line per finished database, as it finishes (none with --quiet)."""
+    """One line per finished database, as it finishes (none with --quiet); on a terminal, a
+    live line for the running one."""
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, quiet: bool = False, live: LiveLine | None = None) -> None:
         self.quiet = quiet
+        self.live = live
+
+    def begin(self, source: str, database: str, n: int, total: int) -> None:
+        if self.live is not None:
+            self.live.start(f"[{n}/{total}] {source}/{database}")
 
     def database(self, source: str, outcome: DatabaseResult, n: int, total: int, s: float) -> None:
+        if self.live is not None:
+            self.live.done()
         if self.quiet:
             return
         what = f"{sum(outcome.entities.values())} entities" if outcome.ok else "FAILED"
@@ -270,6 +304,8 @@ def run_source(
         for n, name in enumerate(names, 1):
             attributes = {"pg_metadata.source": source.name, "db.namespace": name}
             started = time.monotonic()
+            if progress is not None:
+                progress.begin(source.name, name, n, len(names))
             with telemetry.phase("pg_metadata.database", **attributes) as db_span:
                 tags = {**plan.job_tags, PARTITION_TAG: name, **plan.database_tags(name)}
                 try:

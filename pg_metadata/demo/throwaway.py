@@ -124,6 +124,24 @@ class ThrowawayServer:
             raise
         return replica
 
+    def restart(self, mode: str = "immediate") -> None:
+        """Restart the server on the same port; "immediate" is a crash: every session dies at
+        once, mid-statement, and the server recovers on start."""
+        assert self.workdir is not None
+        self._run(
+            "pg_ctl",
+            "-D",
+            self.workdir / "data",
+            "-l",
+            self.log_path,
+            "-m",
+            mode,
+            "-w",
+            "-t",
+            "60",
+            "restart",
+        )
+
     def _make_workdir(self, prefix: str) -> None:
         """A temp dir the server's OS user owns (data dir, socket, log)."""
         self.workdir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))

@@ -27,7 +27,7 @@ from pg_metadata.catalog.datasets import (
     Dataset,
 )
 from pg_metadata.catalog.preflight import check_patterns
-from pg_metadata.catalog.reader import read_catalog
+from pg_metadata.catalog.reader import DEFINITION_STATEMENT_TIMEOUT, read_catalog
 from pg_metadata.errors import OutputError, PgMetadataError
 from pg_metadata.orchestration import checks as C
 from pg_metadata.orchestration.overrides import effective_source
@@ -239,7 +239,14 @@ def _read_database(
         if skipped:
             context.log.warning(
                 f"{database}: {len(skipped)} view(s) extracted without their definition, as "
-                f"another session holds one of their relations exclusively: {skipped[:20]}"
+                "another session holds one of their relations exclusively (or reading it took "
+                f"over {DEFINITION_STATEMENT_TIMEOUT}): {skipped[:20]}"
+            )
+        if snapshot.replaced_bytes:
+            context.log.warning(
+                f"{database}: {snapshot.replaced_bytes} byte sequence(s) that are not UTF-8 (the "
+                "database's encoding is SQL_ASCII, which stores bytes unchecked) were replaced "
+                "by U+FFFD in names, comments and definitions"
             )
         for d in selected:
             result = snapshot.results[d.name]
@@ -255,6 +262,7 @@ def _read_database(
                     # the longest any user relation was locked by this read (the view
                     # definitions' transactions; the whole read with one connection)
                     "longest_lock_seconds": round(snapshot.longest_lock_seconds, 3),
+                    "non_utf8_replaced": snapshot.replaced_bytes,
                 },
             )
 

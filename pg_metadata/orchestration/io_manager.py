@@ -10,6 +10,7 @@ downstream assets load upstream files written by the same run or by any earlier 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -32,6 +33,7 @@ from pg_metadata.output.formats import (
     write_json_lines,
     write_parquet,
 )
+from pg_metadata.output.retention import discard_run
 from pg_metadata.output.storage import encode_segment
 
 
@@ -104,7 +106,8 @@ class CatalogIOManager(dg.ConfigurableIOManager):
             "db.namespace": partition,
         }
         # entities are built as they are written: this span is the transform and the write
-        with telemetry.phase("pg_metadata.write", **attributes) as span, _writing(store, path):
+        writing = _writing(store, path, context.run_id, partition)
+        with telemetry.phase("pg_metadata.write", **attributes) as span, writing:
             try:
                 rows = writer(staging)
                 size = staging.stat().st_size
@@ -166,14 +169,21 @@ def _run_id(context: dg.InputContext) -> str | None:
 
 
 @contextlib.contextmanager
-def _writing(store: Any, path: str) -> Iterator[None]:
-    """A file-system failure while writing or publishing, as one line naming the target."""
+def _writing(store: Any, path: str, run_id: str, database: str | None) -> Iterator[None]:
+    """A file-system failure while writing or publishing, as one line naming the target. On a
+    full disk the run's files of this database go too: the run cannot finish, and the next
+    one needs the space."""
     try:
         yield
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        freed = ""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            with contextlib.suppress(OSError, OutputError):
+                count = discard_run(store, run_id, database)
+                freed = f"; removed this run's {count} file(s) written so far"
         raise OutputError(
-            f"cannot write {path} to {store.uri('')}: {reason}{where} (check free space and "
-            "permissions there, or set PG_METADATA_OUTPUT / --output elsewhere)"
+            f"cannot write {path} to {store.uri('')}: {reason}{where}{freed} (check free space "
+            "and permissions there, or set PG_METADATA_OUTPUT / --output elsewhere)"
         ) from None

@@ -84,6 +84,21 @@ def prune(
     return result
 
 
+def discard_run(store: ObjectStore, run_id: str, database: str | None) -> int:
+    """Delete one run's files of one database (all its files when `database` is None): what a
+    run that cannot finish (a full disk) wrote, so the space is there for the next one."""
+    names = None
+    if database is not None:
+        segment = encode_segment(database)
+        names = {f"{segment}{ext}" for ext in (".parquet", ".json", ".jsonl")}
+    doomed = [
+        k for k in store.list_keys(f"runs/{run_id}/") if names is None or k.split("/")[-1] in names
+    ]
+    if doomed:
+        store.delete(doomed)
+    return len(doomed)
+
+
 def sweep_leftovers(store: ObjectStore, now: float | None = None) -> int:
     """Remove what killed runs left behind: staging parts and incomplete multipart uploads in
     the store, and catalog spool folders in the temp dir, all older than a

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -185,6 +185,29 @@ def instruments() -> _Instruments:
     return _instruments[0]
 
 
+# In-process listeners of what the run is doing (the CLI's live progress line); called from
+# whatever thread does the work, so they must be quick and thread-safe.
+_listeners: list[Callable[[str, dict[str, Any]], None]] = []
+
+
+def add_listener(listener: Callable[[str, dict[str, Any]], None]) -> None:
+    """Call `listener(event, fields)` on "phase" and "phase_end" (name, attributes), "rows"
+    (a catalog query's rows) and "written" (a file's entity type and rows)."""
+    _listeners.append(listener)
+
+
+def remove_listener(listener: Callable[[str, dict[str, Any]], None]) -> None:
+    """Stop calling `listener`."""
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
+def notify(event: str, **fields: Any) -> None:
+    """Tell the listeners (none outside the CLI)."""
+    for listener in list(_listeners):
+        listener(event, fields)
+
+
 @contextlib.contextmanager
 def phase(name: str, parent: Any = None, **attributes: Any) -> Iterator[trace.Span]:
     """A span for one phase, with its duration recorded as a metric; errors are recorded on
@@ -192,6 +215,8 @@ def phase(name: str, parent: Any = None, **attributes: Any) -> Iterator[trace.Sp
     start under instead of the current one (a thread's or another process's)."""
     attrs = {k: v for k, v in attributes.items() if v is not None}
     started = time.perf_counter()
+    if _listeners:
+        notify("phase", name=name, attributes=attrs)
     with tracer().start_as_current_span(name, context=parent, attributes=attrs) as span:
         try:
             yield span
@@ -201,6 +226,8 @@ def phase(name: str, parent: Any = None, **attributes: Any) -> Iterator[trace.Sp
             raise
         finally:
             instruments().duration.record(time.perf_counter() - started, {"phase": name})
+            if _listeners:
+                notify("phase_end", name=name, attributes=attrs)
 
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -257,6 +284,8 @@ def error_status(description: str) -> trace.Status:
 
 def record_output(source: str, path: str, type_name: str | None, rows: int, size: int) -> None:
     """Count one written file: its bytes, and its entities when it holds entities."""
+    if _listeners:
+        notify("written", path=path, type_name=type_name, rows=rows)
     meters = instruments()
     meters.bytes.add(size, {"pg_metadata.source": source, "pg_metadata.path": path})
     if type_name is not None:

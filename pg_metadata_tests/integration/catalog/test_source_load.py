@@ -77,28 +77,32 @@ def verbs(statements: list[str]) -> list[str]:
 @pytest.mark.parametrize("tables", [10, 300])
 def test_statement_count_is_constant(pg_cluster, tmp_path, tables):
     sent = extract_and_log(pg_cluster, tmp_path, tables)
-    # Two connections in one snapshot. Main: BEGIN, pg_export_snapshot(), COPY schemas,
+    # Two connections in one snapshot, each first setting its timeouts (a SELECT set_config).
+    # Main: BEGIN, pg_export_snapshot(), COPY schemas,
     # tables, procedures, foreign keys, lineage and fingerprint, COMMIT. Helper: BEGIN, SET
     # TRANSACTION SNAPSHOT, COPY columns and foreign keys, COMMIT; then, in a short transaction
-    # of their own on the same snapshot (they lock what they read), the view definitions: BEGIN,
-    # SET TRANSACTION SNAPSHOT, SELECT set_config (lock and idle timeouts), SELECT, COMMIT. The
-    # connections interleave in the log, so compare them as a multiset.
-    assert len(sent) == 18, sent
-    assert sent.count("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") == 3
+    # of their own on the same snapshot (they lock what they read), the view definitions: one
+    # query string from BEGIN to COMMIT that keeps its rows on the server, and a SELECT that
+    # reads them after the COMMIT. The connections interleave in the log, so compare them as a
+    # multiset.
+    assert len(sent) == 17, sent
+    assert sent.count("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") == 2
+    assert sent.count("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;") == 1
     assert verbs(sent) == sorted(
-        ["BEGIN"] * 3 + ["SELECT"] * 3 + ["SET"] * 2 + ["COPY"] * 7 + ["COMMIT"] * 3
+        ["BEGIN"] * 3 + ["SELECT"] * 4 + ["SET"] + ["COPY"] * 7 + ["COMMIT"] * 2
     )
     exported = next(s for s in sent if s.startswith("SET TRANSACTION SNAPSHOT"))
     assert re.fullmatch(r"SET TRANSACTION SNAPSHOT '[0-9A-F-]+'", exported), exported
 
 
-def test_one_connection_sends_nine_statements(pg_cluster, tmp_path):
+def test_one_connection_sends_ten_statements(pg_cluster, tmp_path):
     sent = extract_and_log(pg_cluster, tmp_path, 300, query_connections=1)
-    # BEGIN (read only, repeatable read), one COPY each for schemas, tables, columns,
-    # procedures, foreign keys, lineage and the catalog fingerprint, COMMIT
-    assert len(sent) == 9, sent
-    assert sent[0] == "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-    assert [s.split(" ", 1)[0] for s in sent[1:]] == ["COPY"] * 7 + ["COMMIT"]
+    # the session's timeouts, BEGIN (read only, repeatable read), one COPY each for schemas,
+    # tables, columns, procedures, foreign keys, lineage and the catalog fingerprint, COMMIT
+    assert len(sent) == 10, sent
+    assert sent[0].startswith("-- Our session's timeouts")
+    assert sent[1] == "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    assert [s.split(" ", 1)[0] for s in sent[2:]] == ["COPY"] * 7 + ["COMMIT"]
 
 
 def extract_shop(cluster, tmp_path, **kw) -> tuple[PipelineRun, list[str]]:
@@ -118,7 +122,7 @@ def test_read_replica_shares_one_snapshot_across_two_connections(pg_cluster, pg_
     assert pg_standby.query("SELECT pg_is_in_recovery()") == [(True,)]
     primary, _ = extract_shop(pg_cluster, tmp_path / "primary")
     replica, sent = extract_shop(pg_standby, tmp_path / "replica")
-    assert len(sent) == 18 and any(s.startswith("SET TRANSACTION SNAPSHOT") for s in sent), sent
+    assert len(sent) == 17 and any(s.startswith("SET TRANSACTION SNAPSHOT") for s in sent), sent
     assert replica.manifest("shop")["entities"] == primary.manifest("shop")["entities"]
     assert replica.qualified_names("shop") == primary.qualified_names("shop")
 
@@ -129,8 +133,11 @@ def test_no_snapshot_export_falls_back_to_one_connection(pg_cluster, catalog_db,
     both, _ = extract_shop(pg_cluster, tmp_path / "both", **reader)
     with revoked(pg_cluster, catalog_db.shop, "pg_catalog.pg_export_snapshot()"):
         one, sent = extract_shop(pg_cluster, tmp_path / "one", **reader)
-    # the refused export and its ROLLBACK, then BEGIN, 4 COPY, COMMIT on the same connection
-    assert verbs(sent) == sorted(["BEGIN"] * 2 + ["SELECT", "ROLLBACK"] + ["COPY"] * 7 + ["COMMIT"])
+    # both sessions' timeouts, the refused export and its ROLLBACK, then BEGIN, 7 COPY, COMMIT
+    # on the same connection
+    assert verbs(sent) == sorted(
+        ["BEGIN"] * 2 + ["SELECT"] * 3 + ["ROLLBACK"] + ["COPY"] * 7 + ["COMMIT"]
+    )
     assert not any(s.startswith("SET TRANSACTION SNAPSHOT") for s in sent)
     assert one.manifest("shop")["entities"] == both.manifest("shop")["entities"]
     assert one.qualified_names("shop") == both.qualified_names("shop")
@@ -190,3 +197,47 @@ def test_session_settings(pg_cluster, catalog_db):
         assert cur.fetchone() == ("12345ms", "678ms", "pg_metadata", "on", "repeatable read")
     finally:
         conn.close()
+
+
+def test_a_stricter_timeout_of_the_role_or_database_is_kept(pg_cluster, catalog_db):
+    """A DBA's tighter limit for the extractor (ALTER ROLE/DATABASE ... SET) stays in force;
+    a looser one, or none, gets ours."""
+    from pg_metadata.catalog.connection import Connector
+    from pg_metadata.catalog.sources import Source
+
+    role, db = catalog_db.reader_user, catalog_db.shop
+    source = Source(
+        "default",
+        host=pg_cluster.host,
+        port=pg_cluster.port,
+        user=role,
+        password=catalog_db.reader_password,
+        statement_timeout_ms=300_000,
+        lock_timeout_ms=5_000,
+    )
+
+    def session() -> tuple:
+        conn = Connector(source).connect(db)
+        try:
+            cur = conn.cursor()
+            cur.execute(
+                "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'),"
+                " current_setting('idle_in_transaction_session_timeout')"
+            )
+            return cur.fetchone()
+        finally:
+            conn.close()
+
+    try:
+        pg_cluster.execute(f"ALTER ROLE \"{role}\" SET statement_timeout = '2s'")
+        pg_cluster.execute(f"ALTER DATABASE \"{db}\" SET lock_timeout = '10min'")
+        pg_cluster.execute(
+            f'ALTER ROLE "{role}" IN DATABASE "{db}" SET idle_in_transaction_session_timeout = 0'
+        )
+        assert session() == ("2s", "5s", "1min")
+        pg_cluster.execute(f"ALTER ROLE \"{role}\" SET statement_timeout = '1h'")
+        assert session() == ("5min", "5s", "1min")
+    finally:
+        pg_cluster.execute(f'ALTER ROLE "{role}" RESET statement_timeout')
+        pg_cluster.execute(f'ALTER DATABASE "{db}" RESET lock_timeout')
+        pg_cluster.execute(f'ALTER ROLE "{role}" IN DATABASE "{db}" RESET ALL')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,49 @@ def test_extract_to_default_folder(env, tmp_path):
     )
     assert manifest["entities"]["Table"] == 16
     assert "Traceback" not in result.stderr and "DEBUG" not in result.stderr
+
+
+def test_a_terminal_gets_a_live_line_per_database(env, tmp_path):
+    """On a terminal, each database's line is redrawn in place while it runs (phase, rows read,
+    entities written, elapsed), then replaced by its summary; piped, there is no live line."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [str(BIN / "pg-metadata"), "extract", "--include", '{"^(shop|crm)$": "*"}'],
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=tmp_path,
+    )
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the other end closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    assert proc.wait(timeout=60) == 0, seen
+    frames = [f for f in seen.decode().split("\r\x1b[K") if f.startswith("pg-metadata: [")]
+    live = [f for f in frames if "rows read" in f]
+    assert {f.split(":", 2)[1] for f in live} >= {" [1/2] default/crm", " [2/2] default/shop"}
+    shop = [f for f in live if "default/shop" in f]
+    # the phase, and counts that only grow
+    assert any(f.split(": ", 2)[2].startswith(("reading", "writing")) for f in shop), shop
+    rows = [int(f.split(", ")[1].split(" ")[0].replace(",", "")) for f in shop]
+    assert rows == sorted(rows) and rows[-1] > 0, shop
+    assert re.search(r"\[2/2\] default/shop: \d+ entities in [\d.]+s\r\n", seen.decode())
+    piped = cli(["extract", "--include", '{"^crm$": "*"}'], env, tmp_path)
+    assert "\r" not in piped.stderr + piped.stdout and "rows read" not in piped.stdout
 
 
 def test_bad_filter_is_one_line_and_exit_2(env, tmp_path):

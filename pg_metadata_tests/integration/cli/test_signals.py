@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from pg_metadata_tests.processes import end, pause, start_extract, wait_for
+
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
 FIRST, SECOND = "pgm_sig_a", "pgm_sig_b"
@@ -85,3 +87,49 @@ def test_a_signal_stops_every_database_and_publishes_nothing(
         params=([FIRST, SECOND],),
     )
     assert sessions == [(0,)]
+
+
+PAUSED = "pgm_paused"
+MANY_VIEWS = """
+CREATE TABLE base (id int PRIMARY KEY, name text, price numeric);
+DO $$ BEGIN
+  FOR i IN 1..4000 LOOP
+    EXECUTE format('CREATE VIEW v%s AS SELECT b.id, upper(b.name) AS name, b.price * %s AS p '
+                   'FROM base AS b WHERE b.id > %s AND b.name LIKE ''x%%''', i, i, i);
+  END LOOP;
+END $$;
+"""
+OUR_LOCKS_ON_BASE = """
+SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+WHERE a.application_name LIKE 'pg_metadata%%' AND l.relation = 'base'::regclass
+"""
+
+
+def test_a_paused_extraction_cannot_make_ddl_wait(pg_cluster, pg_env, tmp_path):
+    """The extractor is stopped (SIGSTOP) while it holds a lock on a table under the views,
+    reading their definitions: an ALTER TABLE on that table still gets through within the
+    definitions' 0.5 s statement timeout, not after the pause (nor an idle timeout)."""
+    pg_cluster.create_database(PAUSED, MANY_VIEWS)
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    watcher = pg_cluster.connect(PAUSED)
+    proc = start_extract(PAUSED, env, tmp_path, "--quiet")
+    try:
+        with watcher.cursor() as cur:
+            wait_for(proc, cur, OUR_LOCKS_ON_BASE)
+            pause(proc)
+            started = time.monotonic()
+            cur.execute("SET lock_timeout = '30s'")
+            cur.execute("ALTER TABLE base ADD COLUMN added int")
+            waited = time.monotonic() - started
+            cur.execute(OUR_LOCKS_ON_BASE)
+            held_while_paused = cur.fetchone()[0]
+        pause(proc, False)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        watcher.close()
+        end(proc)
+        pg_cluster.drop_database(PAUSED)
+    assert waited < 1.0, waited
+    assert held_while_paused == 0
+    assert proc.returncode == 0, err
+    assert (tmp_path / "out" / "default" / "latest" / f"{PAUSED}.json").exists()

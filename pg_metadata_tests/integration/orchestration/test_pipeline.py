@@ -249,7 +249,7 @@ def test_materialization_metadata_a_user_looks_at(full_run):
     tables = by_key["default/raw/tables"]
     assert tables["server_version"].value.startswith(("15", "16", "17", "18", "14"))
     assert len(tables["catalog_fingerprint"].value) == 32
-    assert tables["statements_per_database"].value == 18  # 2 connections, one snapshot
+    assert tables["statements_per_database"].value == 17  # 2 connections, one snapshot
     assert str(tables["uri"].value).endswith("/raw/tables/shop.parquet")
     manifest = by_key["default/output/manifest"]
     assert manifest["entities"].value["Table"] == 16

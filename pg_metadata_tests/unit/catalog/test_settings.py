@@ -57,8 +57,7 @@ def test_connect_kwargs_without_password() -> None:
         "dbname": "shop",
         "application_name": "pg_metadata",
         "connect_timeout": 10,
-        "options": "-c statement_timeout=300000 -c lock_timeout=5000 "
-        "-c idle_in_transaction_session_timeout=60000 -c work_mem=64MB",
+        "options": "-c work_mem=64MB",
         "host": "db.internal",
         "port": 6432,
         "user": "catalog_reader",
@@ -80,7 +79,7 @@ def test_connect_kwargs_with_password_and_other_database() -> None:
     assert s.connect_kwargs()["dbname"] == "shop"
 
 
-def test_session_options_carry_custom_timeouts_and_application_name() -> None:
+def test_custom_timeouts_go_to_the_first_statement_not_the_startup_options() -> None:
     s = ConnectionSettings(
         application_name="nightly-catalog",
         statement_timeout_ms=1234,
@@ -91,16 +90,13 @@ def test_session_options_carry_custom_timeouts_and_application_name() -> None:
     kwargs = s.connect_kwargs()
     assert kwargs["application_name"] == "nightly-catalog"
     assert kwargs["connect_timeout"] == 3
-    assert kwargs["options"].split(" ") == [
-        "-c",
-        "statement_timeout=1234",
-        "-c",
-        "lock_timeout=0",
-        "-c",
-        "idle_in_transaction_session_timeout=999",
-        "-c",
-        "work_mem=64MB",
-    ]
+    # a startup option would override a stricter timeout set on the role or the database
+    assert kwargs["options"] == "-c work_mem=64MB"
+    assert s.session_timeouts() == {
+        "statement_timeout": 1234,
+        "lock_timeout": 0,
+        "idle_in_transaction_session_timeout": 999,
+    }
 
 
 def test_repr_and_describe_never_contain_the_password() -> None:

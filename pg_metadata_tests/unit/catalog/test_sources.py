@@ -168,7 +168,7 @@ def test_timeouts_come_from_the_environment_and_reach_the_session() -> None:
     source = Source.from_env(
         {"PG_METADATA_STATEMENT_TIMEOUT_MS": "60000", "PG_METADATA_LOCK_TIMEOUT_MS": "1500"}
     )
-    options = source.connection_settings().connect_kwargs("shop")["options"]
-    assert "-c statement_timeout=60000" in options and "-c lock_timeout=1500" in options
+    timeouts = source.connection_settings().session_timeouts()
+    assert timeouts["statement_timeout"] == 60000 and timeouts["lock_timeout"] == 1500
     with pytest.raises(ConfigError, match="PG_METADATA_LOCK_TIMEOUT_MS 'soon' is not a whole"):
         Source.from_env({"PG_METADATA_LOCK_TIMEOUT_MS": "soon"})

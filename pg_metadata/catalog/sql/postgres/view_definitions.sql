@@ -1,29 +1,42 @@
 -- Definitions of the selected views and materialized views, and whether views and foreign
 -- tables take INSERTs, one batch (by OID) at a time. pg_get_viewdef and
 -- pg_relation_is_updatable are the catalog functions we call that lock: AccessShareLock on the
--- relation (and on every relation a view reads), held until the transaction ends. So these
--- batches run apart from the long catalog transaction, each in a short transaction of its own
--- on the same exported snapshot with a short lock_timeout; `list_only` names the views of a batch without
--- reading anything that locks (to redo the batch one view at a time).
+-- relation (and on every relation a view reads), held until the transaction ends. So each batch
+-- runs in a short transaction of its own on the exported snapshot, sent as one query string
+-- with its BEGIN and COMMIT, and its rows are not sent back but kept in a session setting
+-- (set_config(..., false) outlives the COMMIT) that is read after the COMMIT: the server never
+-- waits for the client while it holds these locks, so a paused or slow extractor cannot keep
+-- them. `list_only` names the views of a batch without reading anything that locks (to redo the
+-- batch one view at a time).
 WITH
 --@include selected_schemas
-SELECT
-    c.oid::bigint                                      AS table_oid,
-    s.nspname                                          AS schema_name,
-    c.relname                                          AS relation_name,
-    CASE WHEN %(list_only)s::boolean OR c.relkind = 'f'
-         THEN NULL ELSE pg_catalog.pg_get_viewdef(c.oid) END AS view_definition,
-    CASE WHEN %(list_only)s::boolean THEN NULL
-         WHEN c.relkind = 'v' OR (c.relkind = 'f' AND fw.fdwhandler <> 0)
-             THEN (pg_catalog.pg_relation_is_updatable(c.oid, false) & 8) = 8
-         ELSE FALSE END                                AS is_insertable_into
-FROM pg_catalog.pg_class AS c
-JOIN selected_schemas AS s ON s.oid = c.relnamespace
-LEFT JOIN pg_catalog.pg_foreign_table AS ft ON ft.ftrelid = c.oid
-LEFT JOIN pg_catalog.pg_foreign_server AS fs ON fs.oid = ft.ftserver
-LEFT JOIN pg_catalog.pg_foreign_data_wrapper AS fw ON fw.oid = fs.srvfdw
-WHERE c.relkind IN ('v', 'm', 'f')
-  AND (%(temp_table_regex)s::text IS NULL OR c.relname !~ %(temp_table_regex)s::text)
-  AND c.oid > %(after_oid)s::oid
-ORDER BY c.oid
-LIMIT %(batch)s
+,
+batch AS (
+    SELECT
+        c.oid::bigint                                      AS table_oid,
+        s.nspname                                          AS schema_name,
+        c.relname                                          AS relation_name,
+        CASE WHEN %(list_only)s::boolean OR c.relkind = 'f'
+             THEN NULL ELSE pg_catalog.pg_get_viewdef(c.oid) END AS view_definition,
+        CASE WHEN %(list_only)s::boolean THEN NULL
+             WHEN c.relkind = 'v' OR (c.relkind = 'f' AND fw.fdwhandler <> 0)
+                 THEN (pg_catalog.pg_relation_is_updatable(c.oid, false) & 8) = 8
+             ELSE FALSE END                                AS is_insertable_into
+    FROM pg_catalog.pg_class AS c
+    JOIN selected_schemas AS s ON s.oid = c.relnamespace
+    LEFT JOIN pg_catalog.pg_foreign_table AS ft ON ft.ftrelid = c.oid
+    LEFT JOIN pg_catalog.pg_foreign_server AS fs ON fs.oid = ft.ftserver
+    LEFT JOIN pg_catalog.pg_foreign_data_wrapper AS fw ON fw.oid = fs.srvfdw
+    WHERE c.relkind IN ('v', 'm', 'f')
+      AND (%(temp_table_regex)s::text IS NULL OR c.relname !~ %(temp_table_regex)s::text)
+      AND c.oid > %(after_oid)s::oid
+    ORDER BY c.oid
+    LIMIT %(batch)s
+)
+SELECT pg_catalog.length(pg_catalog.set_config(
+    'pg_metadata.view_definitions',
+    COALESCE((SELECT pg_catalog.json_agg(pg_catalog.json_build_array(
+                         b.table_oid, b.schema_name, b.relation_name, b.view_definition,
+                         b.is_insertable_into) ORDER BY b.table_oid)
+              FROM batch AS b)::text, '[]'),
+    false)) AS stashed_bytes
