@@ -107,7 +107,7 @@ DEFINITIONS_SETTING = "pg_metadata.view_definitions"
 # one query string: the rows stay on the server (in a session setting) until after COMMIT
 DEFINITIONS_TRANSACTION = (
     "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n"
-    "SET TRANSACTION SNAPSHOT %(snapshot)s;\n"
+    "<snapshot>"
     "SET LOCAL lock_timeout = %(lock_timeout)s;\n"
     "SET LOCAL statement_timeout = %(statement_timeout)s;\n"
     "<query>;\n"
@@ -132,14 +132,19 @@ class ViewDefinitions:
 
 
 def read_view_definitions(
-    conn: psycopg2.extensions.connection, snapshot_name: str, params: dict[str, Any], database: str
+    conn: psycopg2.extensions.connection,
+    snapshot_name: str | None,
+    params: dict[str, Any],
+    database: str,
 ) -> ViewDefinitions:
     """pg_get_viewdef of every selected view, batch by batch, each batch in its own short
-    transaction on the exported snapshot with short lock and statement timeouts, so no user
-    relation stays locked for the catalog read. A batch that meets a lock is redone one view
-    at a time (a view still locked is left without a definition, named in `skipped`); one that
-    runs out of time is redone in batches half as big. Leaves `conn` in autocommit mode (each
-    query string carries its own BEGIN and COMMIT; switching back would cost two statements)."""
+    transaction with short lock and statement timeouts, so no user relation stays locked for
+    the catalog read: on the exported snapshot (`snapshot_name`), or, with one connection, on
+    a snapshot of its own taken after the catalog read. A batch that meets a lock is redone
+    one view at a time (a view still locked is left without a definition, named in
+    `skipped`); one that runs out of time is redone in batches half as big. Leaves `conn` in
+    autocommit mode (each query string carries its own BEGIN and COMMIT; switching back would
+    cost two statements)."""
     read = ViewDefinitions()
     size = DEFINITION_BATCH
     after = 0
@@ -172,7 +177,7 @@ def read_view_definitions(
 
 def _one_view(
     conn: psycopg2.extensions.connection,
-    snapshot_name: str,
+    snapshot_name: str | None,
     base: dict[str, Any],
     database: str,
     read: ViewDefinitions,
@@ -193,7 +198,7 @@ def _rows(result: list[tuple] | str) -> list[tuple]:
 
 def _definitions(
     conn: psycopg2.extensions.connection,
-    snapshot_name: str,
+    snapshot_name: str | None,
     params: dict[str, Any],
     database: str,
     read: ViewDefinitions,
@@ -203,7 +208,9 @@ def _definitions(
     "timeout" when it ran out of time."""
     read.statements += 2
     started = time.perf_counter()
-    query = DEFINITIONS_TRANSACTION.replace("<query>", VIEW_DEFINITIONS.sql().rstrip().rstrip(";"))
+    query = DEFINITIONS_TRANSACTION.replace(
+        "<snapshot>", "SET TRANSACTION SNAPSHOT %(snapshot)s;\n" if snapshot_name else ""
+    ).replace("<query>", VIEW_DEFINITIONS.sql().rstrip().rstrip(";"))
     try:
         with conn.cursor() as cur:
             cur.execute(
@@ -277,7 +284,6 @@ def read_catalog(
     older hot standby), everything runs on `conn`.
     """
     database = conn.info.dbname
-    params = {**params, "inline_view_definitions": True}
     workdir = Path(tempfile.mkdtemp(prefix=SPOOL_PREFIX, dir=spool_dir))
     snapshot = CatalogSnapshot(database=database, workdir=workdir)
     started = time.perf_counter()
@@ -292,10 +298,14 @@ def read_catalog(
             if exported:
                 statements += 3 + len(offload)  # BEGIN, SET TRANSACTION SNAPSHOT, COPYs, COMMIT
                 # view definitions lock: the helper reads them apart, in short transactions
-                definitions = TABLES in datasets
-                params["inline_view_definitions"] = not definitions
                 job = _HelperCopy(
-                    helper, exported, offload, params, workdir, snapshot, definitions=definitions
+                    helper,
+                    exported,
+                    offload,
+                    params,
+                    workdir,
+                    snapshot,
+                    definitions=TABLES in datasets,
                 )
         with job.running(conn) if job else contextlib.nullcontext(), conn.cursor() as cur:
             for dataset in datasets:
@@ -303,8 +313,11 @@ def read_catalog(
                     _spool(cur, dataset, params, workdir, snapshot)
                     statements += 1
         _commit(conn, database)
-        if job is not None and job.view_definitions is not None:
-            read = job.view_definitions
+        read = job.view_definitions if job is not None else None
+        if job is None and TABLES in datasets:
+            # one connection: the same short transactions, after the snapshot's has ended
+            read = read_view_definitions(conn, None, params, database)
+        if read is not None:
             statements += read.statements
             snapshot.results[TABLES.name].patch = read.found
             snapshot.skipped_views = read.skipped
@@ -318,8 +331,6 @@ def read_catalog(
         raise
     snapshot.statements = statements
     snapshot.seconds = time.perf_counter() - started
-    if params["inline_view_definitions"] and TABLES in datasets:
-        snapshot.longest_lock_seconds = snapshot.seconds  # views locked for the whole read
     return snapshot
 
 

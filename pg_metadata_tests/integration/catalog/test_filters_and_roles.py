@@ -180,4 +180,4 @@ def test_a_role_limited_to_one_connection_is_read_on_one(pg_cluster, catalog_db,
         for e in result.all_events
         if e.is_successful_output and e.step_output_data.output_name == "tables"
     ]
-    assert outputs[0]["statements_per_database"].value == 10  # one connection, no retry
+    assert outputs[0]["statements_per_database"].value == 12  # one connection, no retry

@@ -56,13 +56,24 @@ def test_no_user_relation_stays_locked_while_the_snapshot_is_read(
     assert "FROM base" in views["v_base"]["attributes"]["definition"]
 
 
-def test_a_view_whose_table_is_locked_loses_only_its_definition(pg_cluster, locks_db, tmp_path):
+@pytest.mark.parametrize("connections", [2, 1])
+def test_a_view_whose_table_is_locked_loses_only_its_definition(
+    pg_cluster, locks_db, tmp_path, connections
+):
+    """Also with one connection, where the definitions are read after the snapshot's own
+    transaction (before, they were read inside it and the held lock failed the database)."""
     holder = pg_cluster.connect(DB)
     holder.autocommit = False
     holder.cursor().execute("LOCK TABLE base IN ACCESS EXCLUSIVE MODE")
     try:
         with dg.instance_for_test() as instance:
-            run = run_pipeline(pg_cluster, instance, target=str(tmp_path), include={f"^{DB}$": "*"})
+            run = run_pipeline(
+                pg_cluster,
+                instance,
+                target=str(tmp_path),
+                include={f"^{DB}$": "*"},
+                postgres_kw={"query_connections": connections},
+            )
     finally:
         holder.rollback()
         holder.close()

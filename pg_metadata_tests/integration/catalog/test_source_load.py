@@ -95,14 +95,18 @@ def test_statement_count_is_constant(pg_cluster, tmp_path, tables):
     assert re.fullmatch(r"SET TRANSACTION SNAPSHOT '[0-9A-F-]+'", exported), exported
 
 
-def test_one_connection_sends_ten_statements(pg_cluster, tmp_path):
+def test_one_connection_sends_twelve_statements(pg_cluster, tmp_path):
     sent = extract_and_log(pg_cluster, tmp_path, 300, query_connections=1)
     # the session's timeouts, BEGIN (read only, repeatable read), one COPY each for schemas,
-    # tables, columns, procedures, foreign keys, lineage and the catalog fingerprint, COMMIT
-    assert len(sent) == 10, sent
+    # tables, columns, procedures, foreign keys, lineage and the catalog fingerprint, COMMIT;
+    # then, after that transaction, the view definitions' short one (one query string) and
+    # the SELECT that reads its rows
+    assert len(sent) == 12, sent
     assert sent[0].startswith("-- Our session's timeouts")
     assert sent[1] == "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-    assert [s.split(" ", 1)[0] for s in sent[2:]] == ["COPY"] * 7 + ["COMMIT"]
+    assert [s.split(" ", 1)[0] for s in sent[2:10]] == ["COPY"] * 7 + ["COMMIT"]
+    assert sent[10] == "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"
+    assert sent[11].startswith("SELECT d, pg_catalog.set_config('pg_metadata.view_definitions'")
 
 
 def extract_shop(cluster, tmp_path, **kw) -> tuple[PipelineRun, list[str]]:
@@ -134,9 +138,9 @@ def test_no_snapshot_export_falls_back_to_one_connection(pg_cluster, catalog_db,
     with revoked(pg_cluster, catalog_db.shop, "pg_catalog.pg_export_snapshot()"):
         one, sent = extract_shop(pg_cluster, tmp_path / "one", **reader)
     # both sessions' timeouts, the refused export and its ROLLBACK, then BEGIN, 7 COPY, COMMIT
-    # on the same connection
+    # on the same connection, and the view definitions' short transaction and its read
     assert verbs(sent) == sorted(
-        ["BEGIN"] * 2 + ["SELECT"] * 3 + ["ROLLBACK"] + ["COPY"] * 7 + ["COMMIT"]
+        ["BEGIN"] * 3 + ["SELECT"] * 4 + ["ROLLBACK"] + ["COPY"] * 7 + ["COMMIT"]
     )
     assert not any(s.startswith("SET TRANSACTION SNAPSHOT") for s in sent)
     assert one.manifest("shop")["entities"] == both.manifest("shop")["entities"]

@@ -195,14 +195,10 @@ SELECT
          ELSE COALESCE(ts.size_bytes, os.size_bytes) END    AS size_bytes,
     c.relpersistence::text                                 AS persistence,
     c.reloftype <> 0                                       AS is_typed,
-    -- pg_relation_is_updatable raises for a foreign table whose wrapper has no handler: ask
-    -- only where the answer is defined, so one odd object never fails the whole query
-    -- (it opens the view or foreign table, and a view's base relations: read apart with the
-    -- view definitions when there is a second connection)
+    -- views and foreign tables: pg_relation_is_updatable opens them (and a view's base
+    -- relations), so it is read apart, in short transactions (view_definitions.sql)
     CASE WHEN r.relkind IN ('r', 'p') THEN TRUE
-         WHEN NOT %(inline_view_definitions)s::boolean AND r.relkind IN ('v', 'f') THEN NULL
-         WHEN r.relkind = 'v' OR (r.relkind = 'f' AND fw.fdwhandler <> 0)
-             THEN (pg_catalog.pg_relation_is_updatable(r.oid, false) & 8) = 8
+         WHEN r.relkind IN ('v', 'f') THEN NULL
          ELSE FALSE END                                    AS is_insertable_into,
     r.relispartition                                       AS is_partition,
     r.relkind = 'p'                                        AS is_partitioned,
@@ -225,11 +221,10 @@ SELECT
     (rc.relnamespace IN (SELECT oid FROM selected_schemas)
      AND (%(temp_table_regex)s::text IS NULL OR rc.relname !~ %(temp_table_regex)s::text))
                                                            AS root_selected,
-    -- the text pg_views/pg_matviews show (Atlan's app reads those): pg_get_viewdef(oid). It
-    -- locks the view and what it reads until the transaction ends, so with a second
-    -- connection it is read apart, in short transactions (view_definitions.sql)
-    CASE WHEN r.relkind IN ('v', 'm') AND %(inline_view_definitions)s::boolean
-         THEN pg_catalog.pg_get_viewdef(r.oid) END          AS view_definition,
+    -- the text pg_views/pg_matviews show (Atlan's app reads those), pg_get_viewdef(oid),
+    -- locks the view and what it reads until the transaction ends: it is read apart, in
+    -- short transactions (view_definitions.sql); NULL here
+    NULL::text                                             AS view_definition,
     vd.depends_on                                          AS view_dependencies,
     fs.srvname                                             AS foreign_server,
     fw.fdwname                                             AS foreign_data_wrapper,
