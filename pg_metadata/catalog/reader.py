@@ -227,9 +227,16 @@ def _definitions(
             psycopg2.extensions.register_type(psycopg2.extensions.BYTES, cur)
             cur.execute(DEFINITIONS_FETCH, {"name": DEFINITIONS_SETTING})
             ((stashed, _),) = cur.fetchall()
-    except (psycopg2.errors.LockNotAvailable, psycopg2.errors.QueryCanceled) as exc:
+    except psycopg2.errors.LockNotAvailable:
         _rollback_quietly(conn, explicit=True)
-        return "locked" if isinstance(exc, psycopg2.errors.LockNotAvailable) else "timeout"
+        return "locked"
+    except psycopg2.errors.QueryCanceled as exc:
+        _rollback_quietly(conn, explicit=True)
+        if "statement timeout" in (exc.pgerror or ""):
+            return "timeout"
+        raise ExtractionError(  # cancelled by us (a stop signal) or an operator: stop here
+            describe_query_error(VIEW_DEFINITIONS.name, database, exc, conn)
+        ) from None
     except psycopg2.Error as exc:
         _rollback_quietly(conn, explicit=True)
         raise ExtractionError(

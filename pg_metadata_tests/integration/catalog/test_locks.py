@@ -91,3 +91,28 @@ def test_a_view_whose_table_is_locked_loses_only_its_definition(
         if e.is_successful_output and e.step_output_data.output_name == "tables"
     ]
     assert metadata and metadata[0]["views_without_definition"].value == ["public.v_base"]
+
+
+def test_a_cancelled_definitions_batch_stops_the_read(pg_cluster, locks_db):
+    """A cancel (what a stop signal sends) is not a statement timeout: the read ends with an
+    error at once instead of retrying smaller batches."""
+    import threading
+    import time
+
+    from pg_metadata.catalog.sources import Source
+    from pg_metadata.errors import ExtractionError
+
+    holder = pg_cluster.connect(DB)
+    holder.autocommit = False
+    holder.cursor().execute("LOCK TABLE base IN ACCESS EXCLUSIVE MODE")
+    conn = pg_cluster.connect(DB)
+    threading.Timer(0.2, conn.cancel).start()  # while the batch waits for the lock
+    started = time.monotonic()
+    try:
+        with pytest.raises(ExtractionError, match="canceling statement due to user request"):
+            reader.read_view_definitions(conn, None, Source("x").sql_params(), DB)
+    finally:
+        holder.rollback()
+        holder.close()
+        conn.close()
+    assert time.monotonic() - started < 0.45  # not the batch's 0.5 s lock timeout, nor more
