@@ -64,6 +64,7 @@ CODE_SNAPSHOT: Path | None = None  # the copy of pg_metadata/ that every child i
 CODE_INFO: dict[str, str] = {}  # git commit, dirty files and SQL digest at snapshot time
 TARGETS = {
     "time_vs_lower_bound": 3.0,
+    "time_vs_floor2": 1.5,  # issue #13
     "speedup_vs_inspector": 10.0,
     "peak_rss_mb": 400.0,
     "rss_large_vs_medium": 1.3,
@@ -464,6 +465,29 @@ class Bench:
             m.notes.append(f"FAILED: {run.stderr.strip()[-500:]}")
         return m
 
+    def two_connection_floor(self) -> Measurement:
+        """Our catalog read on two sessions in one snapshot, in parallel, into sinks: the
+        server's own cost of the read as the extractor runs it (floor_two_connections.py)."""
+        cmd = [sys.executable, str(BENCH / "floor_two_connections.py"), "--dsn", self.dsn,
+               "--database", self.database]  # fmt: skip
+        mark = self.log.mark()
+        run = run_measured(cmd, libpq_env(self.server))
+        statements = self.log.count(mark, "bench_floor2", self.database)
+        label = "two-connection floor: our read on 2 sessions, one snapshot, into sinks"
+        ok = run.returncode == 0
+        out = json.loads(run.stdout.strip().splitlines()[-1]) if ok else {}
+        # the read itself, from the first connect to the last COMMIT (not Python's start-up)
+        m = Measurement(
+            "floor_two_connections", label, out.get("seconds", run.wall_s), run.peak_rss_mb,
+            statements, ok=ok,
+        )  # fmt: skip
+        m.details["command"] = [*cmd[:2], "--dsn", "<dsn>", "--database", self.database]
+        m.details["query_seconds"] = out.get("query_seconds")
+        m.notes.append("wall = connect to COMMIT inside the script")
+        if not ok:
+            m.notes.append(f"FAILED: {run.stderr.strip()[-500:]}")
+        return m
+
     # --- peers ------------------------------------------------------------------------------
 
     def peer(self, approach: str, label: str, sample: int = 0) -> Measurement:
@@ -684,6 +708,13 @@ def verdicts(size: str, by_key: dict[str, Measurement], medium: dict | None) -> 
             f"time vs lower bound: {r:.2f}x (target <= {TARGETS['time_vs_lower_bound']}x): "
             f"{'met' if r <= TARGETS['time_vs_lower_bound'] else 'NOT met'}"
         )
+    floor2 = by_key.get("floor_two_connections")
+    if ours and floor2 and floor2.ok:
+        r = ours.wall_s / floor2.wall_s
+        lines.append(
+            f"time vs two-connection floor: {r:.2f}x (target <= {TARGETS['time_vs_floor2']}x): "
+            f"{'met' if r <= TARGETS['time_vs_floor2'] else 'NOT met'}"
+        )
     if ours and insp:
         r = insp.wall_s / ours.wall_s
         lines.append(
@@ -747,6 +778,7 @@ def run_size(
     plan: list[tuple[str, Any]] = [
         ("lower_bound", lambda: bench.lower_bound(jit=True)),
         ("lower_bound_nojit", lambda: bench.lower_bound(jit=False)),
+        ("floor_two_connections", bench.two_connection_floor),
         ("ours_import_only", bench.import_baseline),
         ("ours_local", bench.ours_local),
         ("ours_s3", bench.ours_s3),
@@ -814,6 +846,7 @@ def run_size(
 
     profile = bench.profile() if args.profile else None
     lower = by_key.get("lower_bound")
+    floor2 = by_key.get("floor_two_connections")
     previous_medium = None
     medium_file = args.results_dir / "medium.json"
     if size_name == "large" and medium_file.exists():
@@ -828,6 +861,9 @@ def run_size(
         "measurements": [asdict(m) for m in measurements],
         "ratios_to_lower_bound": {
             m.key: round(m.wall_s / lower.wall_s, 3) for m in measurements if lower
+        },
+        "ratios_to_two_connection_floor": {
+            m.key: round(m.wall_s / floor2.wall_s, 3) for m in measurements if floor2
         },
         "agreement": checks,
         "agreement_ok": not failed_checks,
@@ -927,7 +963,8 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         nargs="*",
         choices=[
-            "lower_bound", "lower_bound_nojit", "ours_import_only", "ours_local", "ours_s3",
+            "lower_bound", "lower_bound_nojit", "floor_two_connections", "ours_import_only",
+            "ours_local", "ours_s3",
             "multi", "information_schema", "inspector",
         ],
     )  # fmt: skip

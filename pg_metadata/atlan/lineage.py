@@ -243,7 +243,32 @@ def lineage_entities(
     """Process and ColumnProcess entities from raw `lineage` rows and view definitions."""
     qn = QualifiedNames(ctx.connection_qualified_name)
     for row in rows:
-        yield from view_lineage(row, definitions.get(row["view_oid"]), qn, ctx, stats)
+        for item in view_lineage(row, definitions.get(row["view_oid"]), qn, ctx, stats):
+            yield item if isinstance(item, dict) else column_process(item, ctx)
+
+
+# A ColumnProcess before it is an entity: (view column qn, input column qns, process qn). Tens
+# of thousands are held between the parse and the write; as dicts they cost ~2 KB each.
+ColumnEdge = tuple[str, tuple[str, ...], str]
+
+
+def column_process(edge: ColumnEdge, ctx: AtlanContext) -> dict[str, Any]:
+    """The ColumnProcess entity of one view column."""
+    column_qn, inputs, process_qn = edge
+    attrs = {
+        **ctx.common(column_qn, process_qualified_name(column_qn, ctx.connection_qualified_name)),
+        "inputs": [ref(COLUMN, s) for s in inputs],
+        "outputs": [ref(COLUMN, column_qn)],
+        "process": ref(PROCESS, process_qn),
+        **ctx.sync(),
+    }
+    return entity(COLUMN_PROCESS, attrs, {"source": "pg_depend + pg_get_viewdef"})
+
+
+def column_processes(edges: Iterable[ColumnEdge], ctx: AtlanContext) -> Iterator[dict[str, Any]]:
+    """ColumnProcess entities, built as they are written."""
+    for edge in edges:
+        yield column_process(edge, ctx)
 
 
 def view_lineage(
@@ -252,8 +277,8 @@ def view_lineage(
     qn: QualifiedNames,
     ctx: AtlanContext,
     stats: LineageStats,
-) -> Iterator[dict[str, Any]]:
-    """The Process of one view and the ColumnProcesses of its columns."""
+) -> Iterator[dict[str, Any] | ColumnEdge]:
+    """The Process entity of one view, then the ColumnEdge of each of its columns."""
     db, schema, view = row["database_name"], row["schema_name"], row["view_name"]
     view_type = column_parent_type(row["view_kind"], False)
     sync, connection_qn = ctx.sync(), ctx.connection_qualified_name
@@ -288,7 +313,6 @@ def view_lineage(
         stats.unparsed_views += 1
         stats.note(f"{view_qn}: definition not parsed for column lineage")
         return
-    process_ref = ref(PROCESS, process_qn)
     for name, found in zip(columns, per_column, strict=True):
         confirmed = sorted(s for s in found if s in used)
         if len(confirmed) != len(found):
@@ -298,18 +322,8 @@ def view_lineage(
         stats.omitted_inputs += len(confirmed) - len(kept)
         if not kept:
             continue
-        column_qn = f"{view_qn}/{name}"
         stats.column_edges += len(kept)
-        attrs = {
-            **ctx.common(
-                column_qn, process_qualified_name(column_qn, ctx.connection_qualified_name)
-            ),
-            "inputs": [ref(COLUMN, qn.column(db, *s)) for s in kept],
-            "outputs": [ref(COLUMN, column_qn)],
-            "process": process_ref,
-            **sync,
-        }
-        yield entity(COLUMN_PROCESS, attrs, {"source": "pg_depend + pg_get_viewdef"})
+        yield (f"{view_qn}/{name}", tuple(qn.column(db, *s) for s in kept), process_qn)
 
 
 # With the compiled parser (sqlglot[c]) one process parses 4,000 views in 1.25 s and two take
@@ -322,9 +336,10 @@ def lineage_results(
     definitions: Mapping[int, str],
     ctx: AtlanContext,
     workers: int | None = None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], LineageStats]:
-    """(Process entities, ColumnProcess entities, stats) of every view; many views are parsed
-    on every core (parsing is the cost: about 1 ms a view)."""
+) -> tuple[list[dict[str, Any]], list[ColumnEdge], LineageStats]:
+    """(Process entities, column edges, stats) of every view (`column_processes` turns the
+    edges into entities); many views are parsed on every core (parsing is the cost: about
+    1 ms a view)."""
     workers = workers or os.cpu_count() or 1
     if len(rows) < PARALLEL_VIEWS or workers < 2:
         return _lineage_chunk((rows, definitions, ctx))
@@ -334,23 +349,29 @@ def lineage_results(
         part = rows[i : i + size]
         chunks.append((part, {r["view_oid"]: definitions.get(r["view_oid"]) for r in part}, ctx))
     processes: list[dict[str, Any]] = []
-    column_processes: list[dict[str, Any]] = []
+    edges: list[ColumnEdge] = []
     stats = LineageStats()
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     with concurrent.futures.ProcessPoolExecutor(len(chunks), mp_context=context) as pool:
         for p, c, s in pool.map(_lineage_chunk, chunks):
             processes += p
-            column_processes += c
+            edges += c
             stats.merge(s)
-    return processes, column_processes, stats
+    return processes, edges, stats
 
 
 def _lineage_chunk(
     args: tuple[list[Mapping[str, Any]], Mapping[int, str], AtlanContext],
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], LineageStats]:
+) -> tuple[list[dict[str, Any]], list[ColumnEdge], LineageStats]:
     rows, definitions, ctx = args
     stats = LineageStats()
-    processes, column_processes = [], []
-    for e in lineage_entities(rows, definitions, ctx, stats):
-        (processes if e["typeName"] == PROCESS else column_processes).append(e)
-    return processes, column_processes, stats
+    qn = QualifiedNames(ctx.connection_qualified_name)
+    processes: list[dict[str, Any]] = []
+    edges: list[ColumnEdge] = []
+    for row in rows:
+        for item in view_lineage(row, definitions.get(row["view_oid"]), qn, ctx, stats):
+            if isinstance(item, dict):
+                processes.append(item)
+            else:
+                edges.append(item)
+    return processes, edges, stats

@@ -492,9 +492,7 @@ def lineage_asset(plan: SourcePlan) -> dg.AssetsDefinition:
                 "pg_metadata.views": len(definitions),
             }
             with telemetry.phase("pg_metadata.lineage", **attributes):
-                processes, column_processes, stats = L.lineage_results(
-                    list(lineage.rows()), definitions, ctx
-                )
+                processes, edges, stats = L.lineage_results(list(lineage.rows()), definitions, ctx)
             if stats.examples:
                 message = f"view lineage: {stats.metadata()}; e.g. {'; '.join(stats.examples[:3])}"
                 context.log.warning(message)
@@ -502,11 +500,7 @@ def lineage_asset(plan: SourcePlan) -> dg.AssetsDefinition:
             yield from checked_entities(
                 plan, E.PROCESS, lambda: processes, relations, lineage, output_name="process"
             )
-            wanted = {
-                r["uniqueAttributes"]["qualifiedName"]
-                for e in column_processes
-                for r in (*e["attributes"]["inputs"], *e["attributes"]["outputs"])
-            }
+            wanted = {qn for column_qn, inputs, _ in edges for qn in (column_qn, *inputs)}
             known = {
                 E.COLUMN: column.present(wanted),
                 E.PROCESS: {e["attributes"]["qualifiedName"] for e in processes},
@@ -514,7 +508,7 @@ def lineage_asset(plan: SourcePlan) -> dg.AssetsDefinition:
             yield from checked_entities(
                 plan,
                 E.COLUMN_PROCESS,
-                lambda: column_processes,
+                lambda: L.column_processes(edges, ctx),
                 {},
                 None,
                 metadata=stats.metadata(),
