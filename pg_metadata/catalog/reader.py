@@ -244,7 +244,7 @@ def _definitions(
             transient=connection_lost(exc, conn),
         ) from None
     text = bytes(stashed).decode("utf-8", "replace")
-    read.replaced += text.count("\ufffd") - stashed.count(b"\xef\xbf\xbd")
+    read.replaced += _replacements(text, stashed)
     return [tuple(row) for row in json.loads(text)]
 
 
@@ -347,8 +347,8 @@ def _commit(conn: psycopg2.extensions.connection, database: str) -> None:
         conn.commit()
     except psycopg2.Error as exc:
         raise ExtractionError(
-            describe_query_error("final COMMIT", database, exc, conn).replace(
-                "during the final COMMIT query", "at the end of the catalog read"
+            describe_query_error(
+                "final COMMIT", database, exc, conn, "at the end of the catalog read"
             ),
             transient=connection_lost(exc, conn),
         ) from None
@@ -365,9 +365,8 @@ def _spool(
     t0 = time.perf_counter()
     attributes = {"db.namespace": snapshot.database, "pg_metadata.query": dataset.name}
     with telemetry.phase("pg_metadata.query", **attributes) as span:
-        rows = _copy_to_file(cur, dataset, params, path, snapshot.database)
-        if cur.connection.info.parameter_status("server_encoding") == "SQL_ASCII":
-            snapshot.replaced_bytes += _make_utf8(path)
+        rows, replaced = _copy_to_file(cur, dataset, params, path, snapshot.database)
+        snapshot.replaced_bytes += replaced
         span.set_attribute("pg_metadata.rows", rows)
         span.set_attribute("pg_metadata.bytes", path.stat().st_size)
     telemetry.instruments().rows.add(rows, attributes)
@@ -465,8 +464,9 @@ def _copy_to_file(
     params: dict[str, Any],
     path: Path,
     database: str,
-) -> int:
-    """COPY one query's rows into a CSV file; the number of rows."""
+) -> tuple[int, int]:
+    """COPY one query's rows into a CSV file; the number of rows, and of non-UTF-8 byte
+    sequences made U+FFFD (SQL_ASCII databases only)."""
     # mogrify binds the parameters with the driver's own quoting (COPY cannot take parameters).
     encoding = psycopg2.extensions.encodings.get(cur.connection.encoding, "utf-8")
     query = cur.mogrify(dataset.sql(), params).decode(encoding)
@@ -491,7 +491,12 @@ def _copy_to_file(
             f"query {dataset.name}.sql returned columns {header}, expected {expected}; "
             "the SQL file and pg_metadata/catalog/datasets.py disagree"
         )
-    return max(cur.rowcount, 0)
+    return max(cur.rowcount, 0), _make_utf8(path) if raw else 0
+
+
+def _replacements(text: str, raw: bytes) -> int:
+    """How many U+FFFD decoding `raw` (errors="replace") added to `text`."""
+    return text.count("\ufffd") - bytes(raw).count("\ufffd".encode())
 
 
 def _make_utf8(path: Path) -> int:
@@ -504,7 +509,7 @@ def _make_utf8(path: Path) -> int:
     with open(path, "rb") as src, open(fixed, "wb") as out:
         while chunk := src.read(1 << 20):
             text = decoder.decode(chunk)
-            replaced += text.count("\ufffd") - chunk.count(b"\xef\xbf\xbd")
+            replaced += _replacements(text, chunk)
             out.write(text.encode("utf-8"))
         tail = decoder.decode(b"", final=True)
         replaced += tail.count("\ufffd")
@@ -536,12 +541,13 @@ def describe_query_error(
     database: str,
     exc: psycopg2.Error,
     conn: psycopg2.extensions.connection | None = None,
+    where: str = "",
 ) -> str:
-    """One line naming the query, database and what to do."""
+    """One line naming the query (or `where` it happened), database and what to do."""
     message = " ".join((exc.pgerror or str(exc)).split()) or type(exc).__name__
     if connection_lost(exc, conn):
         return (
-            f"the server closed the connection during the {name} query on database "
+            f"the server closed the connection {where or f'during the {name} query'} on database "
             f"{database!r} ({message}); the server restarted or the network dropped, and the "
             "run can be retried"
         )
