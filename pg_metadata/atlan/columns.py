@@ -120,6 +120,7 @@ _COLUMN_FIELDS = (
     "comment",
 )
 _YES_NO = {True: "YES", False: "NO", None: None}
+_BIT_TYPES = frozenset({"bit", "varbit"})
 
 
 def column_entities_from_batches(
@@ -137,8 +138,26 @@ def column_entities_from_batches(
     }
     sync = ctx.sync()
     last: tuple | None = None
-    head: dict[str, Any] = {}
-    parent_key, parent_qn, parent_ref = "", "", {}
+    template: dict[str, Any] = {}
+    prefix = ""
+    # customAttributes in output order, with the usual values of the rare ones
+    custom_template: dict[str, Any] = {
+        "ordinal_position": None,
+        "is_self_referencing": "NO",
+        "type_name": None,
+        "numeric_precision": None,
+        "character_octet_length": None,
+        "is_auto_increment": "NO",
+        "is_generated": None,
+        "generation_expression": None,
+        "num_prec_radix": 10,
+        "column_size": None,
+        "is_identity": None,
+        "identity_generation": None,
+        "identity_cycle": None,
+        "is_unique": None,
+        "collation": None,
+    }
     for batch in batches:
         columns = [batch.column(name).to_pylist() for name in _COLUMN_FIELDS]
         for (
@@ -177,78 +196,122 @@ def column_entities_from_batches(
                 parent_type = column_parent_type(kind, in_partition)
                 name_key, qn_key, parent_key = _PARENT_KEYS[parent_type]
                 parent_qn = qn.relation(db, schema, table)
-                parent_ref = ref(parent_type, parent_qn)
-                head = {
+                # every key in output order; the absent optional ones are deleted per column
+                template = {
+                    "name": None,
+                    "qualifiedName": None,
+                    **connection,
+                    "description": None,
                     "databaseName": db,
                     "databaseQualifiedName": qn.database(db),
                     "schemaName": schema,
                     "schemaQualifiedName": qn.schema(db, schema),
                     name_key: table,
                     qn_key: parent_qn,
+                    "dataType": None,
+                    "rawDataTypeDefinition": None,
+                    "isNullable": None,
+                    "isPartition": None,
+                    "partitionOrder": None,
+                    "isPrimary": None,
+                    "isForeign": None,
+                    "isIndexed": None,
+                    "precision": None,
+                    "numericScale": None,
+                    "maxLength": None,
+                    "defaultValue": None,
+                    "order": None,
+                    parent_key: ref(parent_type, parent_qn),
+                    "foreignKeyFrom": None,
+                    "foreignKeyTo": None,
+                    **sync,
                 }
-            attrs: dict[str, Any] = {
-                "name": name,
-                "qualifiedName": f"{parent_qn}/{name}",
-                **connection,
-            }
-            if comment is not None:
-                description = clean_description(comment)
-                if description is not None:
-                    attrs["description"] = description
-            attrs.update(head)
+                prefix = parent_qn + "/"
+            attrs = template.copy()
+            column_qn = prefix + name
+            attrs["name"] = name
+            attrs["qualifiedName"] = column_qn
+            description = clean_description(comment) if comment is not None else None
+            if description is None:
+                del attrs["description"]
+            else:
+                attrs["description"] = description
             attrs["dataType"] = data_type
-            if formatted is not None:
+            if formatted is None:
+                del attrs["rawDataTypeDefinition"]
+            else:
                 attrs["rawDataTypeDefinition"] = formatted
             attrs["isNullable"] = nullable
             attrs["isPartition"] = bool(partition_key)
-            if partition_order is not None:
+            if partition_order is None:
+                del attrs["partitionOrder"]
+            else:
                 attrs["partitionOrder"] = partition_order
             attrs["isPrimary"] = bool(primary)
             attrs["isForeign"] = bool(foreign)
             attrs["isIndexed"] = bool(indexed)
-            if precision is not None:
+            if precision is None:
+                del attrs["precision"]
+            else:
                 attrs["precision"] = precision
-            if scale is not None:
+            if scale is None:
+                del attrs["numericScale"]
+            else:
                 attrs["numericScale"] = float(scale)
-            if max_length is not None:
+            if max_length is None:
+                del attrs["maxLength"]
+            else:
                 attrs["maxLength"] = max_length
-            if default is not None:
+            if default is None:
+                del attrs["defaultValue"]
+            else:
                 attrs["defaultValue"] = default
             attrs["order"] = order
-            attrs[parent_key] = parent_ref
-            if references:  # some link exists (referenced_by is its other side)
-                target = references.get(attrs["qualifiedName"])
-                if target is not None:
-                    attrs["foreignKeyFrom"] = ref(COLUMN, target)
-                sources = referenced_by.get(attrs["qualifiedName"])
-                if sources:
-                    attrs["foreignKeyTo"] = [ref(COLUMN, s) for s in sources]
-            attrs.update(sync)
-            custom: dict[str, Any] = {
-                "ordinal_position": order,
-                "is_self_referencing": "NO",
-                "type_name": data_type,
-            }
-            if precision is not None:
+            target = references.get(column_qn) if references else None
+            if target is None:
+                del attrs["foreignKeyFrom"]
+            else:
+                attrs["foreignKeyFrom"] = ref(COLUMN, target)
+            sources = referenced_by.get(column_qn) if referenced_by else None
+            if sources:
+                attrs["foreignKeyTo"] = [ref(COLUMN, s) for s in sources]
+            else:
+                del attrs["foreignKeyTo"]
+            custom = custom_template.copy()
+            custom["ordinal_position"] = order
+            custom["type_name"] = data_type
+            if precision is None:
+                del custom["numeric_precision"]
+            else:
                 custom["numeric_precision"] = precision
-            if octet_length is not None:
+            if octet_length is None:
+                del custom["character_octet_length"]
+            else:
                 custom["character_octet_length"] = octet_length
-            custom["is_auto_increment"] = (
-                "YES" if identity or (default or "").startswith("nextval(") else "NO"
-            )
+            if identity or (default is not None and default.startswith("nextval(")):
+                custom["is_auto_increment"] = "YES"
             custom["is_generated"] = _YES_NO[generated]
-            if generation is not None:
+            if generation is None:
+                del custom["generation_expression"]
+            else:
                 custom["generation_expression"] = generation
             # Atlan's rule (not information_schema's): 2 for bit types, 10 for the rest
-            custom["num_prec_radix"] = 2 if data_type in ("bit", "varbit") else 10
-            if type_name is not None:
+            if data_type in _BIT_TYPES:
+                custom["num_prec_radix"] = 2
+            if type_name is None:
+                del custom["column_size"]
+            else:
                 custom["column_size"] = type_name
             custom["is_identity"] = _YES_NO[identity]
-            if identity_generation is not None:
+            if identity_generation is None:
+                del custom["identity_generation"]
+            else:
                 custom["identity_generation"] = identity_generation
             custom["identity_cycle"] = _YES_NO[identity_cycle]
             custom["is_unique"] = _YES_NO[unique]
-            if collation is not None:
+            if collation is None:
+                del custom["collation"]
+            else:
                 custom["collation"] = collation
             yield {
                 "typeName": COLUMN,

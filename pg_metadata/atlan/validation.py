@@ -33,6 +33,7 @@ COLUMN_PARENTS = {
     "materialisedView": "viewQualifiedName",
 }
 SAMPLE = 10
+_NONE = object()  # matches no attribute value
 
 
 @dataclass
@@ -160,6 +161,18 @@ class Scan:
     parents: Finding = field(default_factory=Finding)
 
 
+@dataclass
+class ScanPart:
+    """What a scanner saw of one slice of the entities, to be absorbed by the whole's scanner
+    (slices scanned in other processes)."""
+
+    count: int
+    hashes: bytes
+    references: Finding
+    parents: Finding
+    linked_seen: set[str]
+
+
 class Scanner:
     """The checks of one entity type, computed entity by entity as the entities stream past
     on their way to the output file, so nothing is read back.
@@ -193,6 +206,9 @@ class Scanner:
 
     def watch(self, entities: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
         """Pass the entities through, checking each one."""
+        if self._columns and self._own is None:
+            yield from self._watch_columns(entities)
+            return
         result, hashes, own = self.result, self._hashes, self._own
         linked, linked_seen = self._linked, self._linked_seen
         for entity in entities:
@@ -208,6 +224,61 @@ class Scanner:
             elif self._check_refs:
                 _check_references(entity, self._known, result.references, self._deferred)
             yield entity
+
+    def _watch_columns(self, entities: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+        """`watch` for columns (a million on big catalogs): a column whose parent reference is
+        the very object the previous column passed with (columns of one relation share it)
+        needs only its own names checked; any other goes through `_check_column`."""
+        result, hashes, known = self.result, self._hashes, self._known
+        linked, linked_seen = self._linked, self._linked_seen
+        references, parents = result.references, result.parents
+        table, partition, view, mv = COLUMN_PARENTS
+        good_key, good_target, good_name_key, good_qn, good_prefix = "", _NONE, "", "", ""
+        for entity in entities:
+            result.count += 1
+            attributes = entity["attributes"]
+            qn = attributes["qualifiedName"]
+            hashes.append(hash(qn))
+            if linked and qn in linked:
+                linked_seen.add(qn)
+            if (
+                attributes.get(good_key) is good_target
+                and (table in attributes)
+                + (partition in attributes)
+                + (view in attributes)
+                + (mv in attributes)
+                == 1
+                and attributes.get(good_name_key) == good_qn
+                and qn.startswith(good_prefix)
+            ):
+                yield entity
+                continue
+            problems = references.problems + parents.problems
+            _check_column(entity, known, references, parents)
+            if references.problems + parents.problems == problems:
+                for key in COLUMN_PARENTS:
+                    if key in attributes:
+                        good_key, good_target = key, attributes[key]
+                good_name_key = COLUMN_PARENTS[good_key]
+                good_qn = attributes[good_name_key]
+                good_prefix = good_qn + "/"
+            yield entity
+
+    def part(self) -> ScanPart:
+        """What this scanner saw, for another scanner's `absorb` (no self-references)."""
+        assert self._deferred is None, "a self-referencing type is scanned in one piece"
+        r = self.result
+        return ScanPart(r.count, self._hashes.tobytes(), r.references, r.parents, self._linked_seen)
+
+    def absorb(self, part: ScanPart) -> None:
+        """Take in a slice scanned elsewhere, as if its entities had passed through `watch`."""
+        result = self.result
+        result.count += part.count
+        self._hashes.frombytes(part.hashes)
+        self._linked_seen |= part.linked_seen
+        for mine, theirs in ((result.references, part.references), (result.parents, part.parents)):
+            mine.problems += theirs.problems
+            mine.examples.extend(theirs.examples[: SAMPLE - len(mine.examples)])
 
     def finish(self, entities: Callable[[], Iterable[Mapping[str, Any]]]) -> Scan:
         """Resolve what had to wait for the end; `entities` regenerates the stream, read

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from pg_metadata import telemetry
 from pg_metadata.atlan import columns as COLS
 from pg_metadata.atlan import entities as E
+from pg_metadata.atlan import validation as V
 from pg_metadata.atlan.procedures import procedure_entities
 from pg_metadata.catalog.datasets import (
     COLUMNS,
@@ -44,6 +45,7 @@ from pg_metadata.orchestration.plan import (
 )
 from pg_metadata.orchestration.tracing import step_trace
 from pg_metadata.output.formats import Entities, JsonLinesFile, ParquetFile
+from pg_metadata.output.parallel import EncodedChunk, EncodedEntities, EncodeJob, encoded_chunks
 from pg_metadata.output.retention import keep_runs, sweep_leftovers
 
 RETRY_BASE_SECONDS = 2
@@ -277,22 +279,35 @@ def checked_entities(
     known: dict[str, set[str]] | None = None,
     linked_columns: set[str] | None = None,
     output_name: str = "result",
+    build: Callable[[Iterable[pa.RecordBatch]], Iterable[dict[str, Any]]] | None = None,
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """Emit the entities (the IO manager writes them as they are checked), then the checks.
-    `known` gives names of referenced types directly (instead of reading their files)."""
+    `known` gives names of referenced types directly (instead of reading their files).
+    With `build` (raw batches -> entities), worker processes build, check and encode the
+    entities of the `raw` file's row groups on every core."""
     inputs = C.referenced_inputs(type_name)
     known = dict(known or {})
     for name, t in inputs.items():
         if t not in known:
             known[t] = set(referenced[name].qualified_names())
     scanner = C.scanner(type_name, known, linked_columns)
-    yield dg.Output(
-        Entities(type_name, scanner.watch(entities())), output_name=output_name, metadata=metadata
-    )
+    stream: Entities | EncodedEntities
+    if build is not None and raw is not None:
+        job = EncodeJob(raw.path, build, lambda: C.scanner(type_name, known, linked_columns))
+        stream = EncodedEntities(type_name, _absorbed(encoded_chunks(job), scanner))
+    else:
+        stream = Entities(type_name, scanner.watch(entities()))
+    yield dg.Output(stream, output_name=output_name, metadata=metadata)
     with telemetry.phase("pg_metadata.checks", **{"pg_metadata.entity_type": type_name}):
         found = scanner.finish(entities)
     expected = C.expected_count(type_name, raw)
     yield from C.check_results(plan.entity_key(type_name), type_name, found, expected)
+
+
+def _absorbed(chunks: Iterable[EncodedChunk], scanner: V.Scanner) -> Iterator[EncodedChunk]:
+    for chunk in chunks:
+        scanner.absorb(chunk.scan)
+        yield chunk
 
 
 def _entity_args(plan: SourcePlan, type_name: str) -> dict[str, Any]:
@@ -433,6 +448,7 @@ def column_entity_asset(plan: SourcePlan) -> dg.AssetsDefinition:
                 lambda: COLS.column_entities_from_batches(raw.batches(), ctx, keys),
                 referenced_entities,
                 raw,
+                build=lambda batches: COLS.column_entities_from_batches(batches, ctx, keys),
                 metadata={
                     "dagster/column_lineage": column_lineage(E.COLUMN, raw_key),
                     "foreign_key_links": keys.kept,

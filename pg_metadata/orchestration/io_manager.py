@@ -30,9 +30,11 @@ from pg_metadata.output.formats import (
     ParquetFile,
     TableSource,
     file_sha256,
+    write_encoded_json_lines,
     write_json_lines,
     write_parquet,
 )
+from pg_metadata.output.parallel import EncodedChunk, EncodedEntities
 from pg_metadata.output.retention import discard_run
 from pg_metadata.output.storage import encode_segment
 
@@ -60,6 +62,15 @@ def _keep_first(
         if len(kept) < n:
             kept.append(item)
         yield item
+
+
+def _encoded(
+    chunks: Iterable[EncodedChunk], names: NamesIndex, preview: list[dict[str, Any]]
+) -> Iterator[tuple[bytes, int]]:
+    for chunk in chunks:
+        names.add(chunk.names)
+        preview.extend(chunk.first[: PREVIEW_ROWS - len(preview)])
+        yield chunk.data, len(chunk.names)
 
 
 def preview_markdown(entities: list[dict[str, Any]]) -> str:
@@ -93,13 +104,18 @@ class CatalogIOManager(dg.ConfigurableIOManager):
             names = NamesIndex(staging.with_suffix(".names"))
             items = names.watch(_keep_first(obj.items, preview, PREVIEW_ROWS))
             ext, writer = ".json", lambda p: write_json_lines(items, p, digest)
+        elif isinstance(obj, EncodedEntities):
+            names = NamesIndex(staging.with_suffix(".names"))
+            chunks = _encoded(obj.chunks, names, preview)
+            ext, writer = ".json", lambda p: write_encoded_json_lines(chunks, p, digest)
         else:
             source = TableSource(obj) if isinstance(obj, pa.Table) else obj
             ext, writer = ".parquet", lambda p: write_parquet(source, p)
             digest = None
         key = output_key(context.run_id, path, partition, ext)
         names_uri = None
-        type_name = obj.type_name if isinstance(obj, Entities) else None
+        entities = isinstance(obj, (Entities, EncodedEntities))
+        type_name = obj.type_name if entities else None
         attributes = {
             "pg_metadata.path": path,
             "pg_metadata.entity_type": type_name,
@@ -131,7 +147,7 @@ class CatalogIOManager(dg.ConfigurableIOManager):
             "size_bytes": size,
             "sha256": sha256,
         }
-        if isinstance(obj, Entities):
+        if entities:
             metadata["preview"] = dg.MetadataValue.md(preview_markdown(preview))
             metadata["names_uri"] = dg.MetadataValue.path(names_uri)
         context.add_output_metadata(metadata)

@@ -145,6 +145,14 @@ class NamesIndex:
                 self._flush()
             yield item
 
+    def add(self, names: Iterable[str]) -> None:
+        """Names of entities written without passing through `watch` (already encoded)."""
+        chunk = self._chunk
+        for name in names:
+            chunk.append(name)
+            if len(chunk) >= self.CHUNK:
+                self._flush()
+
     def _flush(self) -> None:
         if self._chunk:
             self._file.write(orjson.dumps(self._chunk, option=orjson.OPT_APPEND_NEWLINE))
@@ -212,6 +220,21 @@ def write_json_lines(items: Iterable[dict[str, Any]], path: Path, digest: Any | 
     return count
 
 
+def write_encoded_json_lines(
+    chunks: Iterable[tuple[bytes, int]], path: Path, digest: Any | None = None
+) -> int:
+    """Write already encoded JSON lines, given as (bytes, line count) pairs; returns the line
+    count. Hashing and writing run on the writer thread, as in `write_json_lines`."""
+    count = 0
+    with _ChunkWriter(path, digest) as out:
+        for data, lines in chunks:
+            view = memoryview(data)  # queued in slices: a few MiB wait for the disk, not chunks
+            for start in range(0, len(view), JSON_CHUNK_BYTES):
+                out.put(view[start : start + JSON_CHUNK_BYTES])
+            count += lines
+    return count
+
+
 JSON_CHUNK_BYTES = 1 << 20
 _QUEUED_CHUNKS = 4  # at most this many chunks wait for the disk: memory stays flat
 
@@ -222,7 +245,7 @@ class _ChunkWriter:
     def __init__(self, path: Path, digest: Any | None = None) -> None:
         self._file = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by the thread
         self._digest = digest
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED_CHUNKS)
+        self._queue: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=_QUEUED_CHUNKS)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, name="pg_metadata-writer")
 
@@ -230,7 +253,7 @@ class _ChunkWriter:
         self._thread.start()
         return self
 
-    def put(self, chunk: bytes) -> None:
+    def put(self, chunk: bytes | memoryview) -> None:
         if self._error is not None:
             raise self._error
         if chunk:

@@ -50,5 +50,7 @@ def check_golden(name: str, actual: Any) -> None:
         GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     assert path.exists(), f"missing golden {path}; run with {UPDATE_ENV}=1 and review it"
-    expected = json.loads(path.read_text(encoding="utf-8"))
-    assert_same_json(actual, expected)
+    text = path.read_text(encoding="utf-8")
+    assert_same_json(actual, json.loads(text))
+    # and in the same key order: the JSON Lines files are compared byte for byte across versions
+    assert json.dumps(actual, indent=2, ensure_ascii=False) + "\n" == text, "key order changed"

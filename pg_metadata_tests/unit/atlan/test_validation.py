@@ -100,3 +100,47 @@ def test_scanner_names_duplicates_by_regenerating_the_stream():
     found = scanner.finish(lambda: iter(stream))
     assert [e.split(" is the name of ")[0] for e in found.duplicates.examples] == ["c/db/s/t/b"]
     assert found.references.passed and found.parents.passed and found.count == 3
+
+
+def _sharing_parent(*names: str, parent: str = "c/db/s/t") -> list[dict]:
+    """Columns of one relation sharing one parent reference object, as the builder makes them."""
+    shared = ref(TABLE, parent)
+    out = []
+    for name in names:
+        entity = column(f"{parent}/{name}", parent)
+        entity["attributes"]["table"] = shared
+        out.append(entity)
+    return out
+
+
+def test_columns_sharing_a_parent_reference_are_still_checked_one_by_one():
+    columns = _sharing_parent("a", "b", "c", "d", "e")
+    columns[1]["attributes"]["qualifiedName"] = "c/db/s/other/b"  # not under its parent
+    columns[2]["attributes"]["tableQualifiedName"] = "c/db/s/u"  # disagrees with `table`
+    columns[3]["attributes"]["view"] = ref("View", "c/db/s/t")  # a second parent
+    scan = V.scan(lambda: columns, KNOWN, columns=True)
+    assert scan.parents.problems == 3
+    assert scan.references.examples == ["c/db/s/t/d -view-> View c/db/s/t"]  # no such view
+    assert scan.count == 5
+
+
+def test_every_column_of_an_unknown_parent_is_counted():
+    columns = _sharing_parent("a", "b", "c", parent="c/db/s/gone")
+    scan = V.scan(lambda: columns, KNOWN, columns=True)
+    assert scan.references.problems == 3
+    assert scan.parents.passed
+
+
+def test_parts_scanned_apart_add_up_to_one_scan():
+    columns = [*_sharing_parent("a", "b"), *_sharing_parent("x", parent="c/db/s/gone")]
+    columns.append(copy.deepcopy(columns[0]))  # a duplicate in another part
+    whole = V.scan(lambda: columns, KNOWN, columns=True)
+    scanner = V.Scanner(COLUMN, KNOWN, columns=True)
+    for part in (columns[:2], columns[2:]):
+        piece = V.Scanner(COLUMN, KNOWN, columns=True)
+        for _ in piece.watch(part):
+            pass
+        scanner.absorb(piece.part())
+    combined = scanner.finish(lambda: columns)
+    assert combined == whole
+    assert combined.duplicates.problems == 1 and combined.references.problems == 1
