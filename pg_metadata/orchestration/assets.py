@@ -51,10 +51,11 @@ from pg_metadata.output.retention import keep_runs, sweep_leftovers
 RETRY_BASE_SECONDS = 2
 PROGRESS = logging.getLogger("pg_metadata.progress")
 PROGRESS.addHandler(logging.NullHandler())  # printed only where a command asks (the CLI)
-# On the second connection: columns (the biggest), then foreign keys, which balances the two
-# connections on a 1M-column catalog (8.3 s and 8.6 s of server time, against 11.4 s and 7.6 s
-# with columns alone; bench/RESULTS.md).
-HELPER_QUERIES = (COLUMNS, FOREIGN_KEYS)
+# On the second connection: columns alone. At 1M columns that balances the two connections
+# (columns 12.7 s there; schemas, tables, procedures, lineage, foreign keys and the fingerprint
+# 13.8 s here), where foreign keys on the helper too left this one idle for 2.5 s of a 15.1 s
+# read (bench/RESULTS.md).
+HELPER_QUERIES = (COLUMNS,)
 _KIND_TAG = "dagster/kind/"
 
 
@@ -293,7 +294,9 @@ def checked_entities(
     scanner = C.scanner(type_name, known, linked_columns)
     stream: Entities | EncodedEntities
     if build is not None and raw is not None:
-        job = EncodeJob(raw.path, build, lambda: C.scanner(type_name, known, linked_columns))
+        job = EncodeJob(
+            type_name, raw.path, build, lambda: C.scanner(type_name, known, linked_columns)
+        )
         stream = EncodedEntities(type_name, _absorbed(encoded_chunks(job), scanner))
     else:
         stream = Entities(type_name, scanner.watch(entities()))

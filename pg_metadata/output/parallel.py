@@ -11,6 +11,7 @@ checks' name hashes agree.
 from __future__ import annotations
 
 import concurrent.futures
+import concurrent.futures.process
 import contextlib
 import ctypes
 import multiprocessing
@@ -26,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pg_metadata.atlan.validation import Scanner, ScanPart
+from pg_metadata.errors import OutputError
 
 # Below this many raw rows one process is quicker than starting workers.
 PARALLEL_ROWS = 100_000
@@ -46,6 +48,7 @@ class EncodedChunk:
 class EncodeJob:
     """What every worker does to the row groups of a raw file: build, check, encode."""
 
+    type_name: str
     path: Path
     build: Callable[[Iterable[pa.RecordBatch]], Iterable[dict[str, Any]]]
     scanner: Callable[[], Scanner]
@@ -106,7 +109,9 @@ def encoded_chunks(job: EncodeJob, workers: int | None = None) -> Iterator[Encod
     processes (one process, this one, for small files)."""
     metadata = pq.ParquetFile(job.path).metadata
     workers = workers or os.cpu_count() or 1
-    if workers < 2 or metadata.num_rows < PARALLEL_ROWS or metadata.num_row_groups < 2:
+    # a daemonic process (a Celery prefork worker, say) may not start processes of its own
+    daemon = multiprocessing.current_process().daemon
+    if workers < 2 or daemon or metadata.num_rows < PARALLEL_ROWS or metadata.num_row_groups < 2:
         for index in range(metadata.num_row_groups):
             yield encode_row_groups(_row_group(job.path, index), job)
         return
@@ -125,7 +130,14 @@ def encoded_chunks(job: EncodeJob, workers: int | None = None) -> Iterator[Encod
             if len(pending) > workers:
                 break
         while pending:
-            chunk = pending.popleft().result()
+            try:
+                chunk = pending.popleft().result()
+            except concurrent.futures.process.BrokenProcessPool:
+                raise OutputError(
+                    f"a worker process building {job.type_name} entities exited unexpectedly "
+                    "(killed, e.g. by the out-of-memory killer: check the machine's free "
+                    "memory); nothing of this database was published, and the run can be retried"
+                ) from None
             index = next(groups, None)
             if index is not None:
                 pending.append(pool.submit(_encode_group, index))

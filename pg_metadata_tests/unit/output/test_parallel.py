@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,6 +15,7 @@ from pg_metadata.atlan import columns as COLS
 from pg_metadata.atlan import entities as E
 from pg_metadata.atlan import validation as V
 from pg_metadata.catalog.datasets import COLUMNS
+from pg_metadata.errors import OutputError
 from pg_metadata.output import parallel
 from pg_metadata.output.formats import write_encoded_json_lines, write_json_lines
 from pg_metadata_tests.unit.atlan.catalog_rows import COLUMN_ROWS, CTX
@@ -35,6 +38,7 @@ def _raw_columns(tmp_path: Path, copies: int) -> Path:
 def _job(path: Path, known: dict[str, set[str]]) -> parallel.EncodeJob:
     keys = COLS.ForeignKeys()
     return parallel.EncodeJob(
+        E.COLUMN,
         path,
         lambda batches: COLS.column_entities_from_batches(batches, CTX, keys),
         lambda: V.Scanner(E.COLUMN, known, columns=True),
@@ -82,3 +86,14 @@ def test_small_files_are_built_in_this_process(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(parallel, "_encode_group", None)  # a worker would fail
     chunks = list(parallel.encoded_chunks(_job(path, {}), workers=2))
     assert sum(len(c.names) for c in chunks) == len(COLUMN_ROWS) + 1
+
+
+def test_a_worker_killed_midway_is_one_line_that_says_so(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(parallel, "PARALLEL_ROWS", 0)
+    monkeypatch.setattr(parallel, "_encode_group", _die)
+    with pytest.raises(OutputError, match="worker process building Column entities exited"):
+        list(parallel.encoded_chunks(_job(_raw_columns(tmp_path, copies=3), {}), workers=2))
+
+
+def _die(index: int) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
