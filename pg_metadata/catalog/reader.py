@@ -26,6 +26,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from pg_metadata import telemetry
@@ -69,9 +70,10 @@ class SpooledResult:
                 false_values=["f"],
             ),
         )
+        patch = _patch_arrays(self.patch) if self.patch is not None else None
         for batch in reader:
             batch = pa.RecordBatch.from_arrays(batch.columns, schema=schema)
-            yield batch if self.patch is None else _patched(batch, self.patch)
+            yield batch if patch is None else _patched(batch, patch)
 
     def read_all(self) -> pa.Table:
         """All rows at once (small datasets only)."""
@@ -81,17 +83,24 @@ class SpooledResult:
 PATCHED = (("view_definition", pa.string()), ("is_insertable_into", pa.bool_()))
 
 
-def _patched(batch: pa.RecordBatch, patch: dict[int, tuple]) -> pa.RecordBatch:
-    """The batch with the columns read apart (`patch`: by table_oid, in PATCHED's order)."""
-    oids = batch.column(batch.schema.get_field_index("table_oid")).to_pylist()
-    for position, (name, type_) in enumerate(PATCHED):
+def _patch_arrays(patch: dict[int, tuple]) -> tuple[pa.Array, list[pa.Array]]:
+    """The patch as Arrow arrays: the oids, and each patched column's values in their order."""
+    oids = pa.array(list(patch), pa.int64())
+    values = [pa.array([row[i] for row in patch.values()], t) for i, (_, t) in enumerate(PATCHED)]
+    return oids, values
+
+
+def _patched(batch: pa.RecordBatch, patch: tuple[pa.Array, list[pa.Array]]) -> pa.RecordBatch:
+    """The batch with the columns read apart (`patch` from `_patch_arrays`) merged in by
+    table_oid, with Arrow kernels."""
+    oids, values = patch
+    oid_column = batch.column(batch.schema.get_field_index("table_oid")).cast(pa.int64())
+    found = pc.index_in(oid_column, oids)
+    has = pc.is_valid(found)
+    for (name, _), column in zip(PATCHED, values, strict=True):
         index = batch.schema.get_field_index(name)
-        current = batch.column(index).to_pylist()
-        merged = [
-            patch[oid][position] if oid in patch else old
-            for oid, old in zip(oids, current, strict=True)
-        ]
-        batch = batch.set_column(index, name, pa.array(merged, type_))
+        merged = pc.if_else(has, column.take(found), batch.column(index))
+        batch = batch.set_column(index, name, merged)
     return batch
 
 
@@ -142,8 +151,9 @@ def read_view_definitions(
     the catalog read: on the exported snapshot (`snapshot_name`), or, with one connection, on
     a snapshot of its own taken after the catalog read. A batch that meets a lock is redone
     one view at a time (a view still locked is left without a definition, named in
-    `skipped`); one that runs out of time is redone in batches half as big. Leaves `conn` in
-    autocommit mode (each query string carries its own BEGIN and COMMIT; switching back would
+    `skipped`); one that runs out of time, or out of room in the server's lock table, is redone
+    in batches half as big. Leaves `conn` in autocommit mode (each query string carries its own
+    BEGIN and COMMIT; switching back would
     cost two statements)."""
     read = ViewDefinitions()
     size = DEFINITION_BATCH
@@ -151,26 +161,28 @@ def read_view_definitions(
     conn.autocommit = True
     while True:
         base = {**params, "list_only": False, "batch": size}
-        rows = _definitions(conn, snapshot_name, {**base, "after_oid": after}, database, read)
-        if rows == "timeout" and size > 1:
+        result = _definitions(conn, snapshot_name, {**base, "after_oid": after}, database, read)
+        if result == "too big" and size > 1:
             size = max(1, size // 2)
             continue
-        used, size = size, min(DEFINITION_BATCH, size * 2)
-        if rows == "locked":  # someone holds a relation of this batch: one view at a time
+        size = min(DEFINITION_BATCH, size * 2)
+        if isinstance(result, str):
             listing = {**base, "after_oid": after, "list_only": True}
-            rows = [
-                _one_view(conn, snapshot_name, base, database, read, oid, schema, name)
-                for oid, schema, name, *_ in _rows(
-                    _definitions(conn, snapshot_name, listing, database, read)
-                )
-            ]
-        elif rows == "timeout":  # a single view's definition took too long
-            listing = {**base, "after_oid": after, "list_only": True}
-            rows = _rows(_definitions(conn, snapshot_name, listing, database, read))
-            read.skipped.extend(f"{schema}.{name}" for _, schema, name, *_ in rows)
+            listed = _definitions(conn, snapshot_name, listing, database, read)
+            names, more = listed if not isinstance(listed, str) else ([], False)
+            if result == "locked":  # someone holds a relation of this batch: one at a time
+                rows = [
+                    _one_view(conn, snapshot_name, base, database, read, oid, schema, name)
+                    for oid, schema, name, *_ in names
+                ]
+            else:  # a single view's definition took too long (or too many locks)
+                rows = names
+                read.skipped.extend(f"{schema}.{name}" for _, schema, name, *_ in names)
+        else:
+            rows, more = result
         for oid, _, _, definition, insertable in rows:
             read.found[oid] = (definition, insertable)
-        if len(rows) < used:
+        if not more or not rows:
             return read
         after = rows[-1][0]
 
@@ -186,14 +198,11 @@ def _one_view(
     name: str,
 ) -> tuple:
     one = {**base, "after_oid": oid - 1, "batch": 1}
-    found = _rows(_definitions(conn, snapshot_name, one, database, read))
+    result = _definitions(conn, snapshot_name, one, database, read)
+    found = [] if isinstance(result, str) else result[0]
     if not found:
         read.skipped.append(f"{schema}.{name}")
     return found[0] if found else (oid, schema, name, None, None)
-
-
-def _rows(result: list[tuple] | str) -> list[tuple]:
-    return [] if isinstance(result, str) else result
 
 
 def _definitions(
@@ -202,10 +211,11 @@ def _definitions(
     params: dict[str, Any],
     database: str,
     read: ViewDefinitions,
-) -> list[tuple] | str:
+) -> tuple[list[tuple], bool] | str:
     """One batch: its transaction as one query string, then its rows read after the COMMIT
-    (2 statements, counted in `read`); "locked" when it ran into someone else's lock,
-    "timeout" when it ran out of time."""
+    (2 statements, counted in `read`), and whether views after them may remain; "locked"
+    when it ran into someone else's lock,
+    "too big" when it ran out of time or out of room in the server's lock table."""
     read.statements += 2
     started = time.perf_counter()
     query = DEFINITIONS_TRANSACTION.replace(
@@ -230,10 +240,15 @@ def _definitions(
     except psycopg2.errors.LockNotAvailable:
         _rollback_quietly(conn, explicit=True)
         return "locked"
+    except psycopg2.errors.OutOfMemory:
+        # "out of shared memory": the batch's locks (each view and what it reads) do not fit
+        # the server's lock table (max_locks_per_transaction x max_connections, shared by all)
+        _rollback_quietly(conn, explicit=True)
+        return "too big"
     except psycopg2.errors.QueryCanceled as exc:
         _rollback_quietly(conn, explicit=True)
         if "statement timeout" in (exc.pgerror or ""):
-            return "timeout"
+            return "too big"
         raise ExtractionError(  # cancelled by us (a stop signal) or an operator: stop here
             describe_query_error(VIEW_DEFINITIONS.name, database, exc, conn)
         ) from None
@@ -245,7 +260,8 @@ def _definitions(
         ) from None
     text = bytes(stashed).decode("utf-8", "replace")
     read.replaced += _replacements(text, stashed)
-    return [tuple(row) for row in json.loads(text)]
+    stash = json.loads(text)
+    return [tuple(row) for row in stash["rows"]], bool(stash["more"])
 
 
 @dataclass
