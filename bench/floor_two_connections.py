@@ -3,8 +3,9 @@
 Two sessions in one exported snapshot, in parallel, with our session settings: the second
 imports the snapshot and copies what the extractor runs there (`HELPER_QUERIES`: columns),
 then reads the view definitions in their short transactions; the first copies the rest
-(schemas, tables, procedures, foreign keys, lineage, the fingerprint), as the extractor does. Every COPY goes to a sink that counts bytes and keeps
-nothing, so the time is the server's plus libpq's. Prints one JSON object.
+(schemas, tables, procedures, foreign keys, lineage, the fingerprint), as the extractor does.
+Every COPY goes to a sink that counts bytes and keeps nothing, so the time is the server's plus
+libpq's. Prints one JSON object.
 """
 
 from __future__ import annotations

@@ -196,9 +196,16 @@ def test_session_settings(pg_cluster, catalog_db):
         cur.execute(
             "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'),"
             " current_setting('application_name'), current_setting('transaction_read_only'),"
-            " current_setting('transaction_isolation')"
+            " current_setting('transaction_isolation'), current_setting('jit')"
         )
-        assert cur.fetchone() == ("12345ms", "678ms", "pg_metadata", "on", "repeatable read")
+        assert cur.fetchone() == (
+            "12345ms",
+            "678ms",
+            "pg_metadata",
+            "on",
+            "repeatable read",
+            "off",  # compiling catalog queries costs the server CPU and gains nothing
+        )
     finally:
         conn.close()
 
