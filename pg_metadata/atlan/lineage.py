@@ -234,19 +234,6 @@ def _inside_subquery(node: exp.Expression, top: exp.Expression) -> bool:
     return False
 
 
-def lineage_entities(
-    rows: Iterable[Mapping[str, Any]],
-    definitions: Mapping[int, str],
-    ctx: AtlanContext,
-    stats: LineageStats,
-) -> Iterator[dict[str, Any]]:
-    """Process and ColumnProcess entities from raw `lineage` rows and view definitions."""
-    qn = QualifiedNames(ctx.connection_qualified_name)
-    for row in rows:
-        for item in view_lineage(row, definitions.get(row["view_oid"]), qn, ctx, stats):
-            yield item if isinstance(item, dict) else column_process(item, ctx)
-
-
 # A ColumnProcess before it is an entity: (view column qn, input column qns, process qn). Tens
 # of thousands are held between the parse and the write; as dicts they cost ~2 KB each.
 ColumnEdge = tuple[str, tuple[str, ...], str]

@@ -153,8 +153,7 @@ def read_view_definitions(
     one view at a time (a view still locked is left without a definition, named in
     `skipped`); one that runs out of time, or out of room in the server's lock table, is redone
     in batches half as big. Leaves `conn` in autocommit mode (each query string carries its own
-    BEGIN and COMMIT; switching back would
-    cost two statements)."""
+    BEGIN and COMMIT; switching back would cost two statements)."""
     read = ViewDefinitions()
     size = DEFINITION_BATCH
     after = 0
@@ -214,8 +213,8 @@ def _definitions(
 ) -> tuple[list[tuple], bool] | str:
     """One batch: its transaction as one query string, then its rows read after the COMMIT
     (2 statements, counted in `read`), and whether views after them may remain; "locked"
-    when it ran into someone else's lock,
-    "too big" when it ran out of time or out of room in the server's lock table."""
+    when it ran into someone else's lock, "too big" when it ran out of time or out of room in
+    the server's lock table."""
     read.statements += 2
     started = time.perf_counter()
     query = DEFINITIONS_TRANSACTION.replace(

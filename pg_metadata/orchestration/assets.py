@@ -291,12 +291,14 @@ def checked_entities(
     for name, t in inputs.items():
         if t not in known:
             known[t] = set(referenced[name].qualified_names())
-    scanner = C.scanner(type_name, known, linked_columns)
+
+    def new_scanner() -> V.Scanner:
+        return C.scanner(type_name, known, linked_columns)
+
+    scanner = new_scanner()
     stream: Entities | EncodedEntities
     if build is not None and raw is not None:
-        job = EncodeJob(
-            type_name, raw.path, build, lambda: C.scanner(type_name, known, linked_columns)
-        )
+        job = EncodeJob(type_name, raw.path, build, new_scanner)
         stream = EncodedEntities(type_name, _absorbed(encoded_chunks(job), scanner))
     else:
         stream = Entities(type_name, scanner.watch(entities()))
@@ -445,13 +447,17 @@ def column_entity_asset(plan: SourcePlan) -> dg.AssetsDefinition:
             with user_errors():
                 ctx = atlan_context(context, plan)
             keys = COLS.ForeignKeys.from_rows(foreign_keys.rows(), ctx)
+
+            def build(batches: Iterable[pa.RecordBatch]) -> Iterator[dict[str, Any]]:
+                return COLS.column_entities_from_batches(batches, ctx, keys)
+
             yield from checked_entities(
                 plan,
                 E.COLUMN,
-                lambda: COLS.column_entities_from_batches(raw.batches(), ctx, keys),
+                lambda: build(raw.batches()),
                 referenced_entities,
                 raw,
-                build=lambda batches: COLS.column_entities_from_batches(batches, ctx, keys),
+                build=build,
                 metadata={
                     "dagster/column_lineage": column_lineage(E.COLUMN, raw_key),
                     "foreign_key_links": keys.kept,

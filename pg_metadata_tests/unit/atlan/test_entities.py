@@ -58,10 +58,9 @@ def build(kind: str) -> list[dict[str, Any]]:
     elif kind == "procedure":
         items = [procedure_entity(r, CTX) for r in PROCEDURE_ROWS.values()]
     elif kind in ("process", "column_process"):
-        stats = L.LineageStats()
         rows = list(LINEAGE_ROWS.values())
-        made = list(L.lineage_entities(rows, VIEW_DEFINITIONS, CTX, stats))
-        items = [e for e in made if e["typeName"] == KINDS[kind]]
+        processes, edges, _ = L.lineage_results(rows, VIEW_DEFINITIONS, CTX)
+        items = processes if kind == "process" else list(L.column_processes(edges, CTX))
     else:
         rows = {
             "table": TABLE_ROWS,
