@@ -19,11 +19,10 @@ are the same on every run and an edited view updates its Process in place.
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import json
 import multiprocessing
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -31,8 +30,6 @@ import sqlglot
 from sqlglot import exp
 
 from pg_metadata.atlan.entities import (
-    COLUMN,
-    COLUMN_PROCESS,
     PROCESS,
     AtlanContext,
     QualifiedNames,
@@ -40,14 +37,13 @@ from pg_metadata.atlan.entities import (
     entity,
     ref,
 )
+from pg_metadata.atlan.processes import (  # noqa: F401 (column_processes: this module's API)
+    ColumnEdge,
+    column_processes,
+    process_qualified_name,
+)
 
 Source = tuple[str, str, str]  # (schema, relation, column)
-
-
-def process_qualified_name(name: str, connection_qualified_name: str) -> str:
-    """pyatlan's generate_qualified_name for references without GUIDs."""
-    digest = hashlib.md5((name + connection_qualified_name).encode()).hexdigest()
-    return f"{connection_qualified_name}/{digest}"
 
 
 @dataclass
@@ -234,30 +230,6 @@ def _inside_subquery(node: exp.Expression, top: exp.Expression) -> bool:
     return False
 
 
-# A ColumnProcess before it is an entity: (view column qn, input column qns, process qn). Tens
-# of thousands are held between the parse and the write; as dicts they cost ~2 KB each.
-ColumnEdge = tuple[str, tuple[str, ...], str]
-
-
-def column_process(edge: ColumnEdge, ctx: AtlanContext) -> dict[str, Any]:
-    """The ColumnProcess entity of one view column."""
-    column_qn, inputs, process_qn = edge
-    attrs = {
-        **ctx.common(column_qn, process_qualified_name(column_qn, ctx.connection_qualified_name)),
-        "inputs": [ref(COLUMN, s) for s in inputs],
-        "outputs": [ref(COLUMN, column_qn)],
-        "process": ref(PROCESS, process_qn),
-        **ctx.sync(),
-    }
-    return entity(COLUMN_PROCESS, attrs, {"source": "pg_depend + pg_get_viewdef"})
-
-
-def column_processes(edges: Iterable[ColumnEdge], ctx: AtlanContext) -> Iterator[dict[str, Any]]:
-    """ColumnProcess entities, built as they are written."""
-    for edge in edges:
-        yield column_process(edge, ctx)
-
-
 def view_lineage(
     row: Mapping[str, Any],
     select: str | None,
@@ -328,7 +300,8 @@ def lineage_results(
     edges into entities); many views are parsed on every core (parsing is the cost: about
     1 ms a view)."""
     workers = workers or os.cpu_count() or 1
-    if len(rows) < PARALLEL_VIEWS or workers < 2:
+    daemon = multiprocessing.current_process().daemon  # may not start processes of its own
+    if len(rows) < PARALLEL_VIEWS or workers < 2 or daemon:
         return _lineage_chunk((rows, definitions, ctx))
     size = -(-len(rows) // workers)
     chunks = []

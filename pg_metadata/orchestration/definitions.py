@@ -10,12 +10,13 @@ import dagster as dg
 
 from pg_metadata.catalog.sources import Source, check_fleet
 from pg_metadata.errors import ConfigError
-from pg_metadata.orchestration.assets import catalog_asset, databases_asset, entity_assets
+from pg_metadata.orchestration.assets import catalog_asset, databases_asset
 from pg_metadata.orchestration.automation import (
     change_sensor,
     discovery_sensor,
     refresh_schedule,
 )
+from pg_metadata.orchestration.entity_assets import entity_assets
 from pg_metadata.orchestration.io_manager import CatalogIOManager
 from pg_metadata.orchestration.manifest import manifest_asset
 from pg_metadata.orchestration.object_assets import object_specs

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 import pyarrow as pa
@@ -124,6 +124,11 @@ def encoded_chunks(job: EncodeJob, workers: int | None = None) -> Iterator[Encod
     # the chunks arriving here (~10 MB each) go back to the kernel when written, instead of
     # piling up in this process's heap (100 MB more peak RSS at 1M columns otherwise)
     _mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    # what earlier outputs freed goes back to the kernel before the workers fork from this
+    # process (their RSS starts from its own); 20-40 MB at 1M columns
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     pool = concurrent.futures.ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_start
     )
@@ -139,11 +144,7 @@ def encoded_chunks(job: EncodeJob, workers: int | None = None) -> Iterator[Encod
             try:
                 chunk = pending.popleft().result()
             except concurrent.futures.process.BrokenProcessPool:
-                raise OutputError(
-                    f"a worker process building {job.type_name} entities exited unexpectedly "
-                    "(killed, e.g. by the out-of-memory killer: check the machine's free "
-                    "memory); nothing of this database was published, and the run can be retried"
-                ) from None
+                raise _worker_died(f"building {job.type_name} entities") from None
             index = next(groups, None)
             if index is not None:
                 pending.append(pool.submit(_encode_group, index))
@@ -152,6 +153,51 @@ def encoded_chunks(job: EncodeJob, workers: int | None = None) -> Iterator[Encod
         pool.shutdown(wait=True, cancel_futures=True)
         _JOB = None
         _FORKING.release()
+
+
+def _worker_died(doing: str) -> OutputError:
+    return OutputError(
+        f"a worker process {doing} exited unexpectedly (killed, e.g. by the out-of-memory "
+        "killer: check the machine's free memory); nothing of this database was published, "
+        "and the run can be retried"
+    )
+
+
+T = TypeVar("T")
+
+
+class Background(Generic[T]):
+    """`fn(*args)` started now in a forked process (arguments and result pickled); `result()`
+    waits for it. With `fork` false, or in a daemonic process (which may not start
+    processes), `result()` computes it in this process instead."""
+
+    def __init__(
+        self, doing: str, fn: Callable[..., T], args: tuple[Any, ...], fork: bool = True
+    ) -> None:
+        self._doing, self._fn, self._args = doing, fn, args
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._future: concurrent.futures.Future[T] | None = None
+        if fork and not multiprocessing.current_process().daemon:
+            context = multiprocessing.get_context("fork")
+            self._pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=context)
+            self._future = self._pool.submit(fn, *args)
+
+    def result(self) -> T:
+        """The function's result (its exception, if it raised)."""
+        if self._future is None:
+            return self._fn(*self._args)
+        try:
+            return self._future.result()
+        except concurrent.futures.process.BrokenProcessPool:
+            raise _worker_died(self._doing) from None
+        finally:
+            self.close(wait=True)
+
+    def close(self, wait: bool = False) -> None:
+        """Stop waiting for it (a step that failed first); the process ends on its own."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=True)
+            self._pool = None
 
 
 def _usable_cores() -> int:

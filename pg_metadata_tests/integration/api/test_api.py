@@ -476,8 +476,14 @@ def test_start_status_success_and_the_output_validates(stack: Stack, catalog_db)
     bad = stack.post(f"/config/{workflow_id}", {"metadata": {"temp-table-regex": "[a-"}})
     assert bad.status_code == 422
 
+    # the API's follower counts a workflow's runs on its next poll (every 0.5 s) after they end
+    finished = f'pg_metadata_runs_finished_total{{source="{SOURCE}",status="success"}}'
+    deadline = time.monotonic() + 10
     metrics = stack.call("GET", "/metrics").text
-    assert f'pg_metadata_runs_finished_total{{source="{SOURCE}",status="success"}}' in metrics
+    while finished not in metrics and time.monotonic() < deadline:
+        time.sleep(0.2)
+        metrics = stack.call("GET", "/metrics").text
+    assert finished in metrics
     assert f'pg_metadata_entities_written_total{{source="{SOURCE}",type="Table"}} 16.0' in metrics
     assert "pg_metadata_extraction_duration_seconds_count" in metrics
     assert (
