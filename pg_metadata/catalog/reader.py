@@ -47,6 +47,7 @@ class SpooledResult:
     # (view_definition, is_insertable_into) by table_oid, read apart from the snapshot's
     # transaction (tables only)
     patch: dict[int, tuple] | None = None
+    rows: int = 0
 
     @property
     def schema(self) -> pa.Schema:
@@ -386,7 +387,8 @@ def _spool(
         span.set_attribute("pg_metadata.bytes", path.stat().st_size)
     telemetry.instruments().rows.add(rows, attributes)
     telemetry.notify("rows", query=dataset.name, rows=rows)
-    snapshot.results[dataset.name] = SpooledResult(dataset, path, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    snapshot.results[dataset.name] = SpooledResult(dataset, path, seconds, rows=rows)
 
 
 def _export_snapshot(conn: psycopg2.extensions.connection) -> str | None:

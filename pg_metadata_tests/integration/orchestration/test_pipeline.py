@@ -256,6 +256,27 @@ def test_materialization_metadata_a_user_looks_at(full_run):
     assert str(manifest["latest"].value).endswith("latest/shop.json")
 
 
+def test_an_ephemeral_instance_skips_the_fingerprint_nobody_can_read(
+    pg_cluster, catalog_db, tmp_path
+):
+    """The change sensor compares the fingerprint recorded with raw/tables; an instance that
+    ends with the command (the CLI without DAGSTER_HOME) records it for nobody."""
+    run = run_pipeline(
+        pg_cluster,
+        dg.DagsterInstance.ephemeral(),
+        target=str(tmp_path),
+        include='{"^shop$": "*"}',
+    )
+    tables = next(
+        e.step_materialization_data.materialization.metadata
+        for e in run.runs["shop"].get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["default", "raw", "tables"])
+    )
+    assert "catalog_fingerprint" not in tables
+    assert tables["statements_per_database"].value == 16  # the 17 above, less its query
+    assert run.manifest("shop")["entities"]["Table"] == 16
+
+
 def test_asset_definitions_explain_themselves():
     from pg_metadata.definitions import defs
 
