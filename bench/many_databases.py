@@ -29,6 +29,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--databases", type=int, default=40)
     parser.add_argument("--tables", type=int, default=10)
+    parser.add_argument(
+        "--pg-metadata", default=PG_METADATA, help="the command to run (another checkout's)"
+    )
     args = parser.parse_args()
     ddl = "".join(
         f"CREATE TABLE t{i} (id int PRIMARY KEY, a text, b numeric, c date);"
@@ -57,7 +60,15 @@ def main() -> None:
         )
         started = time.monotonic()
         done = subprocess.run(
-            [PG_METADATA, "extract", "--include", '{"tenant.*": "*"}', "--output", out, "--quiet"],
+            [
+                args.pg_metadata,
+                "extract",
+                "--include",
+                '{"tenant.*": "*"}',
+                "--output",
+                out,
+                "--quiet",
+            ],
             env=env,
             capture_output=True,
             text=True,
