@@ -45,6 +45,7 @@ from pg_metadata.output.parallel import (
     EncodedEntities,
     EncodeJob,
     encoded_chunks,
+    release_memory,
 )
 
 # Each type after the types its references name.
@@ -181,6 +182,7 @@ class _Build:
                     if t != E.DATABASE:
                         metadata = {"dagster/column_lineage": column_lineage(self.plan, t)}
                     yield from self._emit(t, self._object_stream(t), metadata=metadata)
+                    release_memory()  # one type's garbage is not the next one's peak
             lineage = None
             if views is not None:
                 with telemetry.phase("pg_metadata.lineage", **self._lineage_attributes()) as span:

@@ -97,6 +97,14 @@ def _mallopt(parameter: int, value: int) -> None:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
+def release_memory() -> None:
+    """Hand what this process freed back to the kernel: Arrow's pool, then glibc's heap (tens
+    of MB after building a big output's Python objects, which otherwise stay in RSS)."""
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _row_group(path: Path, index: int) -> list[pa.RecordBatch]:
     return pq.ParquetFile(path).read_row_group(index, use_threads=False).to_batches()
 
@@ -124,11 +132,7 @@ def encoded_chunks(job: EncodeJob, workers: int | None = None) -> Iterator[Encod
     # the chunks arriving here (~10 MB each) go back to the kernel when written, instead of
     # piling up in this process's heap (100 MB more peak RSS at 1M columns otherwise)
     _mallopt(_M_MMAP_THRESHOLD, 1 << 20)
-    # what earlier outputs freed goes back to the kernel before the workers fork from this
-    # process (their RSS starts from its own); 20-40 MB at 1M columns
-    pa.default_memory_pool().release_unused()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    release_memory()  # the workers' RSS starts from this process's
     pool = concurrent.futures.ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_start
     )

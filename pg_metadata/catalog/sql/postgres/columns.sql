@@ -64,7 +64,11 @@ SELECT
     pg_catalog.format_type(a.atttypid, NULL)                   AS type_name,
     t.typcategory::text                                        AS type_category,
     NOT a.attnotnull                                           AS is_nullable,
-    CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END AS default_value,
+    -- A default never references a column, so it deparses without its relation (relid 0):
+    -- with the relation, pg_get_expr sets up a deparsing context for the table on every call
+    -- (3-4 s of a million-column read, its critical path); same text. A generated column's
+    -- expression does reference columns, and keeps its relation.
+    CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(ad.adbin, 0) END AS default_value,
     CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END
                                                                AS generation_expression,
     a.attgenerated <> ''                                       AS is_generated,
