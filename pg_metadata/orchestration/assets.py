@@ -1,5 +1,6 @@
-"""Software-defined assets of one source: thin Dagster wrappers over the catalog, entity and
-output modules, built from the source's plan (translated specs, pool, partitions)."""
+"""The raw assets of one source (its databases, each database's catalog read) and what every
+asset of it shares (spec arguments, error handling, the Atlan naming context); thin Dagster
+wrappers over the catalog and output modules. The entity assets are in `entity_assets`."""
 
 import contextlib
 import logging
@@ -38,10 +39,10 @@ from pg_metadata.output.retention import keep_runs, sweep_leftovers
 RETRY_BASE_SECONDS = 2
 PROGRESS = logging.getLogger("pg_metadata.progress")
 PROGRESS.addHandler(logging.NullHandler())  # printed only where a command asks (the CLI)
-# On the second connection: columns alone. At 1M columns that balances the two connections
-# (columns 12.7 s there; schemas, tables, procedures, lineage, foreign keys and the fingerprint
-# 13.8 s here), where foreign keys on the helper too left this one idle for 2.5 s of a 15.1 s
-# read (bench/RESULTS.md).
+# On the second connection: columns alone (then the view definitions). At 1M columns that
+# balances the two connections (columns 12.7 s there; schemas, tables, procedures, lineage,
+# foreign keys and the fingerprint 13.8 s here), where foreign keys on the helper too left
+# this one idle for 2.5 s of a 15.1 s read (bench/RESULTS.md).
 HELPER_QUERIES = (COLUMNS,)
 _KIND_TAG = "dagster/kind/"
 

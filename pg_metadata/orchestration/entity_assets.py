@@ -214,7 +214,7 @@ class _Build:
         among them, go to `known`."""
         names = self.known.setdefault(type_name, set())
         if type_name not in self.selected:
-            names.update(_names_among((q for q in _qualified_names(stream())), wanted))
+            names.update(_names_among(_qualified_names(stream()), wanted))
             return
         known = {r: self.known[r] for r in C.REFERENCED[type_name] if r != type_name}
         yield from checked_entities(
