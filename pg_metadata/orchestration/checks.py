@@ -13,7 +13,7 @@ import dagster as dg
 from pg_metadata.atlan import entities as E
 from pg_metadata.atlan import validation as V
 from pg_metadata.catalog.datasets import COLUMNS, LINEAGE, PROCEDURES, SCHEMAS, TABLES
-from pg_metadata.orchestration.plan import ENTITY_PATHS, SourcePlan
+from pg_metadata.orchestration.plan import SourcePlan
 from pg_metadata.output.formats import ParquetFile
 
 UNIQUE, REFERENCES, COUNTS, ONE_PARENT = (
@@ -49,11 +49,6 @@ DESCRIPTIONS = {
     COUNTS: "The number of entities equals what the raw rows call for.",
     ONE_PARENT: "Every column has exactly one parent reference, matching its names.",
 }
-
-
-def referenced_inputs(type_name: str) -> dict[str, str]:
-    """Input name -> typeName of the other entity assets whose names a type's references use."""
-    return {ENTITY_PATHS[t].split("/")[1]: t for t in REFERENCED[type_name] if t != type_name}
 
 
 def scanner(

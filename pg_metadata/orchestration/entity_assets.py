@@ -315,10 +315,10 @@ def checked_entities(
     raw: ParquetFile | None,
     known: dict[str, set[str]],
     output_name: str,
+    names: tuple[set[str], set[str] | None],
     metadata: dict[str, Any] | None = None,
     linked_columns: set[str] | None = None,
     build: Callable[[Iterable[pa.RecordBatch]], Iterable[dict[str, Any]]] | None = None,
-    names: tuple[set[str], set[str] | None] | None = None,
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """Emit the entities (the IO manager writes them as they are checked), then the checks.
     `known` gives the names of the types this one references; `names` (a set, and the names
@@ -330,7 +330,7 @@ def checked_entities(
         return C.scanner(type_name, known, linked_columns)
 
     scanner = new_scanner()
-    sink, wanted = names if names is not None else (set(), set())
+    sink, wanted = names
     stream: Entities | EncodedEntities
     if build is not None and raw is not None:
         job = EncodeJob(type_name, raw.path, build, new_scanner)

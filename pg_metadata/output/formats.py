@@ -98,16 +98,6 @@ class JsonLinesFile:
             return read_names(self.names_path)
         return [e["attributes"]["qualifiedName"] for e in self]
 
-    def present(self, wanted: set[str]) -> set[str]:
-        """Which of `wanted` are qualifiedNames of this file, streaming its names index (a
-        million names need not be held as a set to check a few thousand references)."""
-        if self.names_path is None:
-            return wanted & set(self.qualified_names())
-        found: set[str] = set()
-        for chunk in iter_name_chunks(self.names_path):
-            found.update(wanted.intersection(chunk))
-        return found
-
     def __iter__(self) -> Iterator[dict[str, Any]]:
         loads = orjson.loads
         if self.path is None and self.fetch is not None:
