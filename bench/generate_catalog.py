@@ -45,6 +45,8 @@ class Size:
     schemas: int
     relations_per_schema: int
     mean_columns: int
+    # schema-per-tenant: schema s gets the tables of schema s % templates (0: each its own)
+    templates: int = 0
 
 
 # Per 100 relations of a schema: 80 tables, 2 partitioned trees (7 + 5 relations), 6 views,
@@ -54,6 +56,8 @@ SIZES: dict[str, Size] = {
     "small": Size(schemas=10, relations_per_schema=100, mean_columns=20),
     "medium": Size(schemas=50, relations_per_schema=200, mean_columns=20),
     "large": Size(schemas=100, relations_per_schema=500, mean_columns=20),
+    # ~500,000 relations and ~10M columns: 2,000 tenant schemas, each with one of 20 table sets
+    "xlarge": Size(schemas=2000, relations_per_schema=250, mean_columns=20, templates=20),
 }
 
 WORDS = (  # noqa: SIM905
@@ -180,7 +184,8 @@ class CatalogGenerator:
 
     def plan(self, s: int) -> SchemaPlan:
         """All DDL of schema number s, as chunks of at most `chunk` relations each."""
-        rng = random.Random(self.seed * 100_003 + s)
+        template = s % self.size.templates if self.size.templates and s > 1 else s
+        rng = random.Random(self.seed * 100_003 + template)
         schema = self.schema_name(s)
         plan = SchemaPlan(schema)
         per_100 = self.size.relations_per_schema / 100
@@ -265,7 +270,8 @@ class CatalogGenerator:
         earlier: list[Table],
         deferred: list[str],
     ) -> tuple[str, Table, bool]:
-        name = f"{WORDS[i % len(WORDS)]}_{WORDS[(i * 7 + s) % len(WORDS)]}_{i:05d}"
+        t = s % self.size.templates if self.size.templates and s > 1 else s  # tenants: same names
+        name = f"{WORDS[i % len(WORDS)]}_{WORDS[(i * 7 + t) % len(WORDS)]}_{i:05d}"
         if i % 97 == 13:
             name = f"Legacy {name.title()}"  # mixed case and a space
         table = Table(schema, name, [])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -103,14 +104,15 @@ class CatalogIOManager(dg.ConfigurableIOManager):
         if isinstance(obj, Entities):
             names = NamesIndex(staging.with_suffix(".names"))
             items = names.watch(_keep_first(obj.items, preview, PREVIEW_ROWS))
-            ext, writer = ".json", lambda p: write_json_lines(items, p, digest)
+            ext, writer = ".json", functools.partial(write_json_lines, items, digest=digest)
         elif isinstance(obj, EncodedEntities):
             names = NamesIndex(staging.with_suffix(".names"))
             chunks = _encoded(obj.chunks, names, preview)
-            ext, writer = ".json", lambda p: write_encoded_json_lines(chunks, p, digest)
+            writer = functools.partial(write_encoded_json_lines, chunks, digest=digest)
+            ext = ".json"
         else:
             source = TableSource(obj) if isinstance(obj, pa.Table) else obj
-            ext, writer = ".parquet", lambda p: write_parquet(source, p)
+            ext, writer = ".parquet", lambda p, progress: write_parquet(source, p)
             digest = None
         key = output_key(context.run_id, path, partition, ext)
         names_uri = None
@@ -124,8 +126,10 @@ class CatalogIOManager(dg.ConfigurableIOManager):
         # entities are built as they are written: this span is the transform and the write
         writing = _writing(store, path, context.run_id, partition)
         with telemetry.phase("pg_metadata.write", **attributes) as span, writing:
+            # to S3 the file goes up while it is written; locally it is renamed at the end
+            publication = store.begin_publish(staging, key)
             try:
-                rows = writer(staging)
+                rows = writer(staging, progress=publication.grown)
                 size = staging.stat().st_size
                 sha256 = digest.hexdigest() if digest is not None else file_sha256(staging)
                 with telemetry.phase("pg_metadata.upload", **{"pg_metadata.path": path}):
@@ -133,7 +137,10 @@ class CatalogIOManager(dg.ConfigurableIOManager):
                         names.close()
                         index_key = output_key(context.run_id, names_key(path), partition, ".jsonl")
                         names_uri = store.publish(names.path, index_key)
-                    uri = store.publish(staging, key)
+                    uri = publication.finish()
+            except BaseException:
+                publication.abort()
+                raise
             finally:
                 staging.unlink(missing_ok=True)
                 if names is not None:

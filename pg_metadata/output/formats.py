@@ -187,7 +187,15 @@ def write_parquet(source: ArrowSource, path: Path) -> int:
     return rows
 
 
-def write_json_lines(items: Iterable[dict[str, Any]], path: Path, digest: Any | None = None) -> int:
+Progress = Callable[[int], None]  # told the file's size after each write (an upload as it grows)
+
+
+def write_json_lines(
+    items: Iterable[dict[str, Any]],
+    path: Path,
+    digest: Any | None = None,
+    progress: Progress | None = None,
+) -> int:
     """Write one JSON object per line (NaN becomes null); returns the line count.
 
     Encoding stays on this thread; a writer thread hashes (`digest`, e.g. hashlib.sha256())
@@ -197,7 +205,7 @@ def write_json_lines(items: Iterable[dict[str, Any]], path: Path, digest: Any | 
     count = 0
     dumps = orjson.dumps
     newline = orjson.OPT_APPEND_NEWLINE
-    with _ChunkWriter(path, digest) as out:
+    with _ChunkWriter(path, digest, progress) as out:
         lines: list[bytes] = []
         size = 0
         for item in items:
@@ -213,12 +221,15 @@ def write_json_lines(items: Iterable[dict[str, Any]], path: Path, digest: Any | 
 
 
 def write_encoded_json_lines(
-    chunks: Iterable[tuple[bytes, int]], path: Path, digest: Any | None = None
+    chunks: Iterable[tuple[bytes, int]],
+    path: Path,
+    digest: Any | None = None,
+    progress: Progress | None = None,
 ) -> int:
     """Write already encoded JSON lines, given as (bytes, line count) pairs; returns the line
     count. Hashing and writing run on the writer thread, as in `write_json_lines`."""
     count = 0
-    with _ChunkWriter(path, digest) as out:
+    with _ChunkWriter(path, digest, progress) as out:
         for data, lines in chunks:
             view = memoryview(data)  # queued in slices: a few MiB wait for the disk, not chunks
             for start in range(0, len(view), JSON_CHUNK_BYTES):
@@ -234,9 +245,11 @@ _QUEUED_CHUNKS = 4  # at most this many chunks wait for the disk: memory stays f
 class _ChunkWriter:
     """Writes byte chunks to a file on a background thread, in order."""
 
-    def __init__(self, path: Path, digest: Any | None = None) -> None:
+    def __init__(
+        self, path: Path, digest: Any | None = None, progress: Progress | None = None
+    ) -> None:
         self._file = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by the thread
-        self._digest = digest
+        self._digest, self._progress = digest, progress
         self._queue: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=_QUEUED_CHUNKS)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, name="pg_metadata-writer")
@@ -252,11 +265,14 @@ class _ChunkWriter:
             self._queue.put(chunk)
 
     def _drain(self) -> None:
+        written = 0
         try:
             while (chunk := self._queue.get()) is not None:
                 if self._digest is not None:
                     self._digest.update(chunk)
-                self._file.write(chunk)
+                written += self._file.write(chunk)
+                if self._progress is not None:
+                    self._progress(written)
         except BaseException as exc:  # e.g. disk full: reported on the next put or at exit
             self._error = exc
             while self._queue.get() is not None:  # keep draining so put() never blocks

@@ -1,18 +1,23 @@
 """Where output goes: a local folder or an S3 prefix, with atomic publication of whole files.
 
-Files are always written to a local staging file first and then published in one step (a rename
-on a local disk, an S3 PUT or multipart upload), so a reader never sees a half-written file.
+Files are always written to a local staging file first and published in one step (a rename on
+a local disk, an S3 PUT or the completion of a multipart upload), so a reader never sees a
+half-written file. To S3, a file that is still being written is uploaded as it grows: its
+parts go up on a few threads while the rest is built, and the upload completes when it does.
 """
 
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import contextlib
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
@@ -71,12 +76,35 @@ class ObjectStore(ABC):
         """Prove the target is writable (write and delete a probe object); a description of it.
         Raises OutputError naming the folder or bucket and what to check."""
 
+    def begin_publish(self, local: Path, key: str) -> Publication:
+        """A publication of a local file still being written: tell it how far the file has
+        grown (`grown`), then `finish` it once the file is complete, or `abort` it."""
+        return Publication(self, local, key)
+
     def publish_bytes(self, data: bytes, key: str) -> str:
         """Publish small content atomically."""
         fd, name = tempfile.mkstemp(dir=self.staging_dir(), suffix=".part")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         return self.publish(Path(name), key)
+
+
+class Publication:
+    """A staging file published once it is complete (the store's `publish`)."""
+
+    def __init__(self, store: ObjectStore, local: Path, key: str) -> None:
+        self.store, self.local, self.key = store, local, key
+
+    def grown(self, size: int) -> None:
+        """The file now holds `size` bytes that will not change (called as it is written)."""
+
+    def finish(self) -> str:
+        """Publish the complete file (consuming it); its URI."""
+        return self.store.publish(self.local, self.key)
+
+    def abort(self) -> None:
+        """Publish nothing; what was uploaded already is removed."""
+        self.local.unlink(missing_ok=True)
 
 
 class LocalStore(ObjectStore):
@@ -213,6 +241,9 @@ class S3Store(ObjectStore):
             local.unlink(missing_ok=True)
         return self.uri(key)
 
+    def begin_publish(self, local: Path, key: str) -> Publication:
+        return S3Publication(self, local, key)
+
     def fetch(self, uri: str) -> Path:
         parsed = urlparse(uri)
         local = _process_temp_dir() / uuid.uuid4().hex
@@ -274,6 +305,108 @@ class S3Store(ObjectStore):
                 raise OutputError(
                     f"cannot delete old runs under {self.uri('runs/')}: {_aws_reason(exc)}"
                 ) from None
+
+
+class S3Publication(Publication):
+    """A file uploaded to S3 while it is written: each complete part of PART_BYTES goes up on
+    one of UPLOAD_THREADS threads (read from the staging file, so memory stays flat), and the
+    multipart upload is completed when the file is. A file that stays smaller than a part is
+    uploaded whole at the end."""
+
+    PART_BYTES = 16 << 20  # 10,000 parts (S3's limit) make 160 GB
+    UPLOAD_THREADS = 4
+
+    def __init__(self, store: S3Store, local: Path, key: str) -> None:
+        super().__init__(store, local, key)
+        self.s3 = store
+        self._upload_id: str | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._parts: list[concurrent.futures.Future[dict[str, Any]]] = []
+        self._queued = 0  # bytes handed to the threads so far
+        # at most this many parts wait or upload at once: a writer ahead of the network waits
+        self._slots = threading.BoundedSemaphore(2 * self.UPLOAD_THREADS)
+
+    def grown(self, size: int) -> None:
+        while size - self._queued >= self.PART_BYTES:
+            self._queue_part(self._queued, self.PART_BYTES)
+
+    def finish(self) -> str:
+        try:
+            if self._upload_id is None:
+                return self.store.publish(self.local, self.key)
+            size = self.local.stat().st_size
+            while self._queued < size:
+                self._queue_part(self._queued, min(self.PART_BYTES, size - self._queued))
+            parts = [future.result() for future in self._parts]
+            self._call(
+                self.s3.client.complete_multipart_upload,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+            self._upload_id = None
+            return self.s3.uri(self.key)
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self._stop()
+            self.local.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        self._stop()
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is not None:  # best effort: the retention sweep removes what stays
+            with contextlib.suppress(Exception):
+                self.s3.client.abort_multipart_upload(
+                    Bucket=self.s3.bucket, Key=self.s3._key(self.key), UploadId=upload_id
+                )
+        self.local.unlink(missing_ok=True)
+
+    def _queue_part(self, start: int, length: int) -> None:
+        for future in self._parts:  # a failed part stops the writer at once
+            if future.done() and future.exception() is not None:
+                future.result()
+        if self._upload_id is None:
+            created = self._call(self.s3.client.create_multipart_upload)
+            self._upload_id = created["UploadId"]
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                self.UPLOAD_THREADS, thread_name_prefix="pg_metadata-upload"
+            )
+        self._slots.acquire()
+        assert self._pool is not None
+        number = len(self._parts) + 1
+        self._parts.append(self._pool.submit(self._upload_part, number, start, length))
+        self._queued = start + length
+
+    def _upload_part(self, number: int, start: int, length: int) -> dict[str, Any]:
+        from s3transfer.utils import ReadFileChunk  # boto3's own: only S3 targets import it
+
+        try:
+            with ReadFileChunk.from_filename(str(self.local), start, length) as body:
+                done = self._call(
+                    self.s3.client.upload_part,
+                    UploadId=self._upload_id,
+                    PartNumber=number,
+                    Body=body,
+                    ContentLength=length,
+                )
+        finally:
+            self._slots.release()
+        return {"PartNumber": number, "ETag": done["ETag"]}
+
+    def _call(self, method: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+        try:
+            return method(Bucket=self.s3.bucket, Key=self.s3._key(self.key), **kwargs)
+        except Exception as exc:
+            raise OutputError(
+                f"cannot write {self.s3.uri(self.key)}: {_aws_reason(exc)} "
+                "(check the bucket, AWS credentials and AWS_ENDPOINT_URL)"
+            ) from None
+
+    def _stop(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 def parse_target(target: str) -> tuple[str, str, str]:
