@@ -23,6 +23,8 @@ setup(
         "psycopg2-binary>=2.9.10,<3",
         "pyarrow>=20",
         "pandas>=2.2",
+        # the duplicate-name check sorts an entity file's 8-byte name hashes in place
+        "numpy>=1.26",
         "boto3>=1.40",
         # orjson: 5-10x faster JSON encoding than the stdlib for million-entity outputs.
         "orjson>=3.10",

@@ -313,3 +313,35 @@ def test_postgres_objects_browsable_as_external_assets(full_run, monkeypatch):
     odd = [k for k in objects if k.path[2].startswith("Odd")]
     assert odd == [pg('Odd "DB".name%2Fx', "public", "t")]
     assert not [k for k in graph(False).get_all_asset_keys() if k.path[1] == "postgres"]
+
+
+def test_view_lineage_parsed_in_a_forked_process_is_the_same(
+    pg_cluster, catalog_db, tmp_path, monkeypatch, full_run
+):
+    """Big catalogs parse their views' lineage in a forked process that reads the raw files
+    itself; its Process and ColumnProcess files are those of the in-process parse."""
+    from pg_metadata.orchestration import entity_assets
+
+    forked: list[int] = []
+    real = entity_assets.Background
+
+    def counting(doing, fn, args, fork=True):
+        forked.append(fork)
+        return real(doing, fn, args, fork)
+
+    monkeypatch.setattr(entity_assets, "BACKGROUND_VIEWS", 1)
+    monkeypatch.setattr(entity_assets, "Background", counting)
+    with dg.instance_for_test() as instance:
+        run = run_pipeline(pg_cluster, instance, target=str(tmp_path), include='{"^shop$": "*"}')
+    assert forked == [True]
+
+    def without_run(entities):
+        for e in entities:
+            for key in ("lastSyncRun", "lastSyncRunAt"):
+                e["attributes"].pop(key)
+        return entities
+
+    for path in ("transformed/process", "transformed/column_process"):
+        processes = without_run(run.entities("shop", path))
+        assert len(processes) > 2, path
+        assert processes == without_run(full_run.entities("shop", path)), path
