@@ -77,12 +77,15 @@ child_counts AS (
     WHERE r.relkind = 'p'
     GROUP BY i.inhparent
 ),
--- relations each view or materialized view reads from (its rewrite rule's dependencies)
+-- relations each view or materialized view reads from (its rewrite rule's dependencies); for
+-- every view of the database, the final join keeps the selected ones: joined to `relations`
+-- here, the planner (expecting ~10 rows) looped over the selected schemas for every rule
+-- dependency, 394M comparisons and 54 s with 2,000 schemas and 40,000 views
 view_dependencies AS (
     SELECT rw.ev_class AS view_oid,
            json_agg(DISTINCT jsonb_build_array(dn.nspname, dc.relname))::text AS depends_on
     FROM pg_catalog.pg_rewrite AS rw
-    JOIN relations AS r ON r.oid = rw.ev_class AND r.relkind IN ('v', 'm')
+    JOIN pg_catalog.pg_class AS vc ON vc.oid = rw.ev_class AND vc.relkind IN ('v', 'm')
     JOIN pg_catalog.pg_depend AS dep
         ON dep.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND dep.objid = rw.oid
        AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
