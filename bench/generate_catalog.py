@@ -182,10 +182,14 @@ class CatalogGenerator:
             return "Sales Ops"
         return f"{WORDS[s % len(WORDS)]}_s{s:03d}"
 
+    def template(self, s: int) -> int:
+        """The schema whose tables schema s repeats (itself unless the size has templates;
+        schemas 0 and 1, the anchor and `Sales Ops`, are always their own)."""
+        return s % self.size.templates if self.size.templates and s > 1 else s
+
     def plan(self, s: int) -> SchemaPlan:
         """All DDL of schema number s, as chunks of at most `chunk` relations each."""
-        template = s % self.size.templates if self.size.templates and s > 1 else s
-        rng = random.Random(self.seed * 100_003 + template)
+        rng = random.Random(self.seed * 100_003 + self.template(s))
         schema = self.schema_name(s)
         plan = SchemaPlan(schema)
         per_100 = self.size.relations_per_schema / 100
@@ -270,7 +274,7 @@ class CatalogGenerator:
         earlier: list[Table],
         deferred: list[str],
     ) -> tuple[str, Table, bool]:
-        t = s % self.size.templates if self.size.templates and s > 1 else s  # tenants: same names
+        t = self.template(s)  # tenants of one template: the same table names
         name = f"{WORDS[i % len(WORDS)]}_{WORDS[(i * 7 + t) % len(WORDS)]}_{i:05d}"
         if i % 97 == 13:
             name = f"Legacy {name.title()}"  # mixed case and a space

@@ -126,7 +126,8 @@ class CatalogIOManager(dg.ConfigurableIOManager):
         # entities are built as they are written: this span is the transform and the write
         writing = _writing(store, path, context.run_id, partition)
         with telemetry.phase("pg_metadata.write", **attributes) as span, writing:
-            # to S3 the file goes up while it is written; locally it is renamed at the end
+            # to S3 the file goes up while it is written; locally it is renamed at the end.
+            # The publication owns the staging file: finish consumes it, abort removes it.
             publication = store.begin_publish(staging, key)
             try:
                 rows = writer(staging, progress=publication.grown)
@@ -142,7 +143,6 @@ class CatalogIOManager(dg.ConfigurableIOManager):
                 publication.abort()
                 raise
             finally:
-                staging.unlink(missing_ok=True)
                 if names is not None:
                     names.close()
                     names.path.unlink(missing_ok=True)

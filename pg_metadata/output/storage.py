@@ -90,7 +90,8 @@ class ObjectStore(ABC):
 
 
 class Publication:
-    """A staging file published once it is complete (the store's `publish`)."""
+    """A staging file published once it is complete (the store's `publish`). The publication
+    owns the file: `finish` consumes it and `abort` removes it."""
 
     def __init__(self, store: ObjectStore, local: Path, key: str) -> None:
         self.store, self.local, self.key = store, local, key
@@ -233,10 +234,7 @@ class S3Store(ObjectStore):
         try:
             self.client.upload_file(str(local), self.bucket, self._key(key))
         except Exception as exc:
-            raise OutputError(
-                f"cannot write s3://{self.bucket}/{self._key(key)}: {_aws_reason(exc)} "
-                "(check the bucket, AWS credentials and AWS_ENDPOINT_URL)"
-            ) from None
+            raise _write_error(self.uri(key), exc) from None
         finally:
             local.unlink(missing_ok=True)
         return self.uri(key)
@@ -316,9 +314,10 @@ class S3Publication(Publication):
     PART_BYTES = 16 << 20  # 10,000 parts (S3's limit) make 160 GB
     UPLOAD_THREADS = 4
 
+    store: S3Store
+
     def __init__(self, store: S3Store, local: Path, key: str) -> None:
         super().__init__(store, local, key)
-        self.s3 = store
         self._upload_id: str | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._parts: list[concurrent.futures.Future[dict[str, Any]]] = []
@@ -333,18 +332,18 @@ class S3Publication(Publication):
     def finish(self) -> str:
         try:
             if self._upload_id is None:
-                return self.store.publish(self.local, self.key)
+                return super().finish()
             size = self.local.stat().st_size
             while self._queued < size:
                 self._queue_part(self._queued, min(self.PART_BYTES, size - self._queued))
             parts = [future.result() for future in self._parts]
             self._call(
-                self.s3.client.complete_multipart_upload,
+                self.store.client.complete_multipart_upload,
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": parts},
             )
             self._upload_id = None
-            return self.s3.uri(self.key)
+            return self.store.uri(self.key)
         except BaseException:
             self.abort()
             raise
@@ -357,17 +356,17 @@ class S3Publication(Publication):
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is not None:  # best effort: the retention sweep removes what stays
             with contextlib.suppress(Exception):
-                self.s3.client.abort_multipart_upload(
-                    Bucket=self.s3.bucket, Key=self.s3._key(self.key), UploadId=upload_id
+                self.store.client.abort_multipart_upload(
+                    Bucket=self.store.bucket, Key=self.store._key(self.key), UploadId=upload_id
                 )
-        self.local.unlink(missing_ok=True)
+        super().abort()
 
     def _queue_part(self, start: int, length: int) -> None:
         for future in self._parts:  # a failed part stops the writer at once
             if future.done() and future.exception() is not None:
                 future.result()
         if self._upload_id is None:
-            created = self._call(self.s3.client.create_multipart_upload)
+            created = self._call(self.store.client.create_multipart_upload)
             self._upload_id = created["UploadId"]
             self._pool = concurrent.futures.ThreadPoolExecutor(
                 self.UPLOAD_THREADS, thread_name_prefix="pg_metadata-upload"
@@ -384,7 +383,7 @@ class S3Publication(Publication):
         try:
             with ReadFileChunk.from_filename(str(self.local), start, length) as body:
                 done = self._call(
-                    self.s3.client.upload_part,
+                    self.store.client.upload_part,
                     UploadId=self._upload_id,
                     PartNumber=number,
                     Body=body,
@@ -396,12 +395,9 @@ class S3Publication(Publication):
 
     def _call(self, method: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
         try:
-            return method(Bucket=self.s3.bucket, Key=self.s3._key(self.key), **kwargs)
+            return method(Bucket=self.store.bucket, Key=self.store._key(self.key), **kwargs)
         except Exception as exc:
-            raise OutputError(
-                f"cannot write {self.s3.uri(self.key)}: {_aws_reason(exc)} "
-                "(check the bucket, AWS credentials and AWS_ENDPOINT_URL)"
-            ) from None
+            raise _write_error(self.store.uri(self.key), exc) from None
 
     def _stop(self) -> None:
         if self._pool is not None:
@@ -440,6 +436,13 @@ def open_store(target: str, source: str = "", s3_client: Any = None) -> ObjectSt
 
         return S3Store(s3_client(), location, "/".join(p for p in (prefix, sub) if p))
     return LocalStore(Path(location) / sub if sub else location)
+
+
+def _write_error(uri: str, exc: Exception) -> OutputError:
+    return OutputError(
+        f"cannot write {uri}: {_aws_reason(exc)} "
+        "(check the bucket, AWS credentials and AWS_ENDPOINT_URL)"
+    )
 
 
 def _aws_reason(exc: Exception) -> str:
