@@ -2,9 +2,11 @@
 
 Starts a throwaway server, creates N databases of T tables each (4 columns, a primary key),
 runs `pg-metadata extract --quiet` over all of them into a temp folder, and prints one JSON
-object: wall seconds, seconds per database, exit code.
+object a run: wall seconds, seconds per database, exit code. Each `--pg-metadata` (another
+checkout's command) and each `--jobs` is one run on the same server, `--rounds` times over.
 
     .venv/bin/python bench/many_databases.py --databases 40 --tables 10
+    .venv/bin/python bench/many_databases.py --databases 200 --jobs 1 --jobs 2 --rounds 2
 """
 
 from __future__ import annotations
@@ -30,14 +32,20 @@ def main() -> None:
     parser.add_argument("--databases", type=int, default=40)
     parser.add_argument("--tables", type=int, default=10)
     parser.add_argument(
-        "--pg-metadata", default=PG_METADATA, help="the command to run (another checkout's)"
+        "--pg-metadata",
+        action="append",
+        help="the command to run (another checkout's; repeatable; default this checkout's)",
     )
+    parser.add_argument("--jobs", action="append", help="--jobs of each run (repeatable)")
+    parser.add_argument("--rounds", type=int, default=1, help="times to repeat every run")
     args = parser.parse_args()
+    commands = args.pg_metadata or [PG_METADATA]
+    runs = [(c, j) for c in commands for j in (args.jobs or [None])]
     ddl = "".join(
         f"CREATE TABLE t{i} (id int PRIMARY KEY, a text, b numeric, c date);"
         for i in range(args.tables)
     )
-    with ThrowawayServer("pgm_admin", "admin-secret") as srv, tempfile.TemporaryDirectory() as out:
+    with ThrowawayServer("pgm_admin", "admin-secret") as srv:
         login = {"host": srv.host, "port": srv.port, "user": srv.admin_user}
         login["password"] = srv.admin_password
         admin = psycopg2.connect(**login, dbname="postgres")
@@ -58,34 +66,40 @@ def main() -> None:
             PGDATABASE="postgres",
             PGSSLMODE="disable",
         )
-        started = time.monotonic()
-        done = subprocess.run(
-            [
-                args.pg_metadata,
-                "extract",
-                "--include",
-                '{"tenant.*": "*"}',
-                "--output",
-                out,
-                "--quiet",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        wall = time.monotonic() - started
-    print(
-        json.dumps(
-            {
-                "databases": args.databases,
-                "tables_per_database": args.tables,
-                "exit": done.returncode,
-                "wall_s": round(wall, 2),
-                "per_database_s": round(wall / args.databases, 3),
-                "stderr_tail": done.stderr[-300:],
-            }
-        )
+        for _ in range(args.rounds):
+            for command, jobs in runs:
+                with tempfile.TemporaryDirectory() as out:
+                    print(json.dumps(_run(command, jobs, out, env, args)), flush=True)
+
+
+def _run(command: str, jobs: str | None, out: str, env: dict, args: argparse.Namespace) -> dict:
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            command,
+            "extract",
+            "--include",
+            '{"tenant.*": "*"}',
+            "--output",
+            out,
+            "--quiet",
+            *(["--jobs", jobs] if jobs else []),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
     )
+    wall = time.monotonic() - started
+    return {
+        "command": command,
+        "jobs": jobs,
+        "databases": args.databases,
+        "tables_per_database": args.tables,
+        "exit": done.returncode,
+        "wall_s": round(wall, 2),
+        "per_database_s": round(wall / args.databases, 3),
+        "stderr_tail": done.stderr[-300:],
+    }
 
 
 if __name__ == "__main__":

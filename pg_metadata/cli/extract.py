@@ -10,12 +10,14 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 from pg_metadata.catalog.sources import Source, load_sources_file, select_sources
 from pg_metadata.cli.interrupts import Interrupts
 from pg_metadata.cli.live import LiveLine
+from pg_metadata.cli.side_by_side import Finished, run_side_by_side, usable_cores
 from pg_metadata.errors import ConfigError
 
 # options that describe the `default` source (no sources file)
@@ -54,6 +56,7 @@ class SourceResult:
     source: Source
     databases: list[DatabaseResult] = field(default_factory=list)
     error: str = ""
+    jobs: int = 1  # databases run at once
 
     @property
     def ok(self) -> bool:
@@ -94,6 +97,21 @@ def sources_from_args(args: argparse.Namespace) -> list[Source]:
     return [Source.from_env(os.environ, **overrides, **filters)]
 
 
+def jobs_from_args(args: argparse.Namespace) -> int:
+    """Databases extracted at once: --jobs, else PG_METADATA_JOBS, else the usable cores."""
+    given = getattr(args, "jobs", None) or os.environ.get("PG_METADATA_JOBS") or ""
+    where = "--jobs" if getattr(args, "jobs", None) else "PG_METADATA_JOBS"
+    if not given:
+        return usable_cores()
+    try:
+        jobs = int(given)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise ConfigError(f"{where} {given!r} must be a whole number of at least 1")
+    return jobs
+
+
 def extract(args: argparse.Namespace) -> int:
     """Validate everything, then for each source discover its databases and run each one;
     SIGINT/SIGTERM stop the whole extraction (exit 130/143)."""
@@ -106,6 +124,7 @@ def _extract(args: argparse.Namespace, interrupts: Interrupts) -> int:
     from pg_metadata.output.storage import DEFAULT_TARGET, open_store, parse_target
 
     sources = sources_from_args(args)
+    jobs = jobs_from_args(args)
     target = args.output or DEFAULT_TARGET
     parse_target(target)
     keep_runs()
@@ -115,7 +134,7 @@ def _extract(args: argparse.Namespace, interrupts: Interrupts) -> int:
 
     names = ",".join(s.name for s in sources)
     with telemetry.phase("pg_metadata.extract", **{"pg_metadata.sources": names}):
-        return _run(args, sources, target, interrupts)
+        return _run(args, sources, target, interrupts, jobs)
 
 
 def _instance() -> Any:
@@ -125,7 +144,9 @@ def _instance() -> Any:
 
     home = os.environ.get("DAGSTER_HOME")
     if not home:
-        return dg.DagsterInstance.ephemeral()
+        from pg_metadata.orchestration.ephemeral import ephemeral_instance
+
+        return ephemeral_instance()
     if os.path.exists(os.path.join(home, "dagster.yaml")):
         return dg.DagsterInstance.get()
     import tempfile
@@ -170,7 +191,9 @@ def _progress_to_stderr(quiet: bool, live: LiveLine | None) -> None:
     progress.setLevel(logging.INFO)
 
 
-def _run(args: argparse.Namespace, sources: list[Source], target: str, interrupts: Any) -> int:
+def _run(
+    args: argparse.Namespace, sources: list[Source], target: str, interrupts: Any, jobs: int
+) -> int:
     from pg_metadata.catalog.preflight import check_source_patterns
 
     for source in sources:  # regexes the server would reject fail before anything is read
@@ -192,7 +215,7 @@ def _run(args: argparse.Namespace, sources: list[Source], target: str, interrupt
         for s in sources:
             if interrupts.stopped:
                 break
-            results.append(run_source(defs, instance, s, run_config, interrupts, progress))
+            results.append(run_source(defs, instance, s, run_config, interrupts, progress, jobs))
     finally:
         if live is not None:
             live.close()
@@ -222,6 +245,7 @@ def _summary_json(results: list[SourceResult], target: str, interrupts: Any) -> 
                 "source": r.source.name,
                 "output": _store_uri(target, r.source.name),
                 "error": r.error or None,
+                "jobs": r.jobs,
                 "databases": [
                     {
                         "database": d.database,
@@ -251,6 +275,15 @@ class Progress:
         if self.live is not None:
             self.live.start(f"[{n}/{total}] {source}/{database}")
 
+    def running(self, source: str, done: int, total: int, jobs: int) -> None:
+        if self.live is not None:
+            label = f"[{done}/{total}] {source}: {jobs} databases at a time"
+            self.live.start(label, counts=False)
+
+    def pause(self) -> None:
+        if self.live is not None:
+            self.live.close()  # started again by the next `begin` or `running`
+
     def database(self, source: str, outcome: DatabaseResult, n: int, total: int, s: float) -> None:
         if self.live is not None:
             self.live.done()
@@ -270,11 +303,13 @@ def run_source(
     run_config: dict,
     interrupts: Interrupts | None = None,
     progress: Progress | None = None,
+    jobs: int = 1,
 ) -> SourceResult:
-    """Discovery, then one extraction run per database; a failing server fails only itself;
-    a stop signal ends it after the current run."""
+    """Discovery, then one extraction run per database, up to `jobs` side by side (within
+    the source's `max_connections`); a failing database fails only itself; a stop signal
+    ends it after the running ones were interrupted."""
     from pg_metadata import telemetry
-    from pg_metadata.orchestration.plan import PARTITION_TAG, SourcePlan
+    from pg_metadata.orchestration.plan import SourcePlan
     from pg_metadata.orchestration.run_results import failure_line, interrupted
     from pg_metadata.orchestration.translator import PostgresCatalogTranslator
 
@@ -301,35 +336,90 @@ def run_source(
             )
             span.set_status(telemetry.error_status(result.error))
             return result
-        for n, name in enumerate(names, 1):
-            attributes = {"pg_metadata.source": source.name, "db.namespace": name}
-            started = time.monotonic()
+        jobs = min(jobs, len(names), source.pool_slots or jobs)
+        span.set_attribute("pg_metadata.jobs", jobs)
+        result.jobs = jobs
+        current = {"instance": instance}
+
+        def run_one(name: str) -> tuple[DatabaseResult | None, bool]:
+            return _run_database(defs, current["instance"], plan, run_config, name)
+
+        def after_fork() -> None:  # in each worker of run_side_by_side
+            _progress_to_stderr(progress is None or progress.quiet, None)
+            if not instance.is_ephemeral:
+                current["instance"] = _instance()
+
+        if jobs > 1:
             if progress is not None:
-                progress.begin(source.name, name, n, len(names))
-            with telemetry.phase("pg_metadata.database", **attributes) as db_span:
-                tags = {**plan.job_tags, PARTITION_TAG: name, **plan.database_tags(name)}
-                try:
-                    run = _execute(defs, instance, plan.extract_job_name, run_config, tags, name)
-                except KeyboardInterrupt:
-                    break
-                if (
-                    interrupts is not None
-                    and not interrupts.stopped
-                    and interrupted(run.all_events)
-                ):
-                    interrupts.signum = signal.SIGINT  # Dagster took the SIGINT during the run
-                if interrupts is not None and interrupts.stopped:
-                    db_span.set_status(telemetry.error_status(f"stopped by {interrupts.name}"))
-                    break
-                outcome = _database_result(name, run)
-                if not outcome.ok:
-                    db_span.set_status(telemetry.error_status(outcome.error))
-                    telemetry.log(logging.ERROR, f"{source.name}/{name}: {outcome.error}")
-            outcome.seconds = time.monotonic() - started
-            result.databases.append(outcome)
+                progress.pause()  # the live line's thread must not be writing at the fork
+            finished = run_side_by_side(names, jobs, run_one, after_fork, interrupts)
             if progress is not None:
-                progress.database(source.name, outcome, n, len(names), time.monotonic() - started)
+                progress.running(source.name, 0, len(names), jobs)
+        else:
+            finished = _one_by_one(names, run_one, interrupts, progress, source.name)
+        try:
+            for n, done in enumerate(finished, 1):
+                outcome = done.outcome or DatabaseResult(done.name, ok=False, error=done.error)
+                outcome.seconds = done.seconds
+                result.databases.append(outcome)
+                if progress is not None:
+                    progress.database(source.name, outcome, n, len(names), done.seconds)
+                    if jobs > 1 and n < len(names):
+                        progress.running(source.name, n, len(names), jobs)
+        except KeyboardInterrupt:  # our handler's, between two databases
+            if interrupts is None:
+                raise
+        finally:
+            finished.close()  # the workers: interrupted when stopped, then ended
+        order = {name: i for i, name in enumerate(names)}
+        result.databases.sort(key=lambda d: order[d.database])  # the summary's order
     return result
+
+
+def _one_by_one(
+    names: list[str],
+    run_one: Callable[[str], tuple[DatabaseResult | None, bool]],
+    interrupts: Interrupts | None,
+    progress: Progress | None,
+    source: str,
+) -> Generator[Finished, None, None]:
+    """Each database in turn, in this process; a stop signal ends it after the current one."""
+    for n, name in enumerate(names, 1):
+        if progress is not None:
+            progress.begin(source, name, n, len(names))
+        started = time.monotonic()
+        outcome, interrupted = run_one(name)
+        if interrupts is not None and interrupted and not interrupts.stopped:
+            interrupts.signum = signal.SIGINT  # Dagster took the SIGINT during the run
+        if outcome is None or (interrupts is not None and interrupts.stopped):
+            break
+        yield Finished(name, outcome, time.monotonic() - started)
+
+
+def _run_database(
+    defs: Any, instance: Any, plan: Any, run_config: dict, name: str
+) -> tuple[DatabaseResult | None, bool]:
+    """One database's extraction run, in its span: its outcome (None when a signal stopped
+    it), and whether a signal interrupted it."""
+    from pg_metadata import telemetry
+    from pg_metadata.orchestration.plan import PARTITION_TAG
+    from pg_metadata.orchestration.run_results import interrupted
+
+    attributes = {"pg_metadata.source": plan.name, "db.namespace": name}
+    with telemetry.phase("pg_metadata.database", **attributes) as db_span:
+        tags = {**plan.job_tags, PARTITION_TAG: name, **plan.database_tags(name)}
+        try:
+            run = _execute(defs, instance, plan.extract_job_name, run_config, tags, name)
+        except KeyboardInterrupt:  # outside a step: Dagster did not turn it into a failure
+            run = None
+        if run is None or interrupted(run.all_events):
+            db_span.set_status(telemetry.error_status("stopped by a signal"))
+            return None, True
+        outcome = _database_result(name, run)
+        if not outcome.ok:
+            db_span.set_status(telemetry.error_status(outcome.error))
+            telemetry.log(logging.ERROR, f"{plan.name}/{name}: {outcome.error}")
+    return outcome, False
 
 
 def _execute(

@@ -40,15 +40,18 @@ class LiveLine:
         self._entities = 0
         self._started = 0.0
         self._shown = False
+        self._counts = True
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, label: str) -> None:
-        """A database begins: show its line until `done`."""
+    def start(self, label: str, counts: bool = True) -> None:
+        """A database begins: show its line until `done` (without `counts`, only the label and
+        the time: databases running in other processes send no events here)."""
         if not self.enabled:
             return
         with self._lock:
             self._label, self._phase, self._rows, self._entities = label, "starting", 0, 0
+            self._counts = counts
             self._open = []
             self._started = time.monotonic()
         if self._thread is None:
@@ -107,12 +110,13 @@ class LiveLine:
     def render(self) -> str:
         """The line as it stands."""
         elapsed = time.monotonic() - self._started
+        if not self._counts:
+            return f"pg-metadata: {self._label}, {elapsed:.1f}s"[: max(_width() - 1, 20)]
         text = (
             f"pg-metadata: {self._label}: {self._phase}, {self._rows:,} rows read, "
             f"{self._entities:,} entities written, {elapsed:.1f}s"
         )
-        width = shutil.get_terminal_size((120, 20)).columns
-        return text[: max(width - 1, 20)]
+        return text[: max(_width() - 1, 20)]
 
     def _tick(self) -> None:
         while not self._stop.wait(self.interval):
@@ -121,3 +125,7 @@ class LiveLine:
                     self.stream.write(CLEAR + self.render())
                     self.stream.flush()
                     self._shown = True
+
+
+def _width() -> int:
+    return shutil.get_terminal_size((120, 20)).columns

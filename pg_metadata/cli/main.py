@@ -20,6 +20,7 @@ ENV_HELP = """environment variables (options win over them):
   PG_METADATA_TEMP_TABLE_REGEX     relation names to skip, e.g. '^tmp_'
   PG_METADATA_QUERY_CONNECTIONS    connections per database: 2 (default, one shared snapshot) or 1
   PG_METADATA_MAX_CONNECTIONS      never more than this many sessions on the server
+  PG_METADATA_JOBS                 databases extracted at once (default: the usable cores)
   PG_METADATA_STATEMENT_TIMEOUT_MS / _LOCK_TIMEOUT_MS  server-side limits (300000 / 5000)
   PG_METADATA_KEEP_RUNS            complete runs kept per database (default 5)
   ATLAN_CONNECTION_QUALIFIED_NAME  e.g. default/postgres/1717000000
@@ -111,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run log")
     ex.add_argument(
         "-q", "--quiet", action="store_true", help="print only errors (no progress, no summary)"
+    )
+    ex.add_argument(
+        "-j",
+        "--jobs",
+        metavar="N",
+        help="databases of a source extracted at once, each in its own process (default: the "
+        "usable cores, within the source's max_connections; PG_METADATA_JOBS)",
     )
     ex.add_argument(
         "--json",

@@ -52,7 +52,7 @@ def test_a_terminal_gets_a_live_line_per_database(env, tmp_path):
 
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [str(BIN / "pg-metadata"), "extract", "--include", '{"^(shop|crm)$": "*"}'],
+        [str(BIN / "pg-metadata"), "extract", "--include", '{"^(shop|crm)$": "*"}', "--jobs", "1"],
         stdout=slave,
         stderr=slave,
         env=env,
@@ -88,6 +88,68 @@ def test_a_terminal_gets_a_live_line_per_database(env, tmp_path):
     assert re.search(r"\[2/2\] default/shop: \d+ entities in [\d.]+s\r\n", seen.decode())
     piped = cli(["extract", "--include", '{"^crm$": "*"}'], env, tmp_path)
     assert "\r" not in piped.stderr + piped.stdout and "rows read" not in piped.stdout
+
+
+def _entities_of(manifest: Path) -> dict[str, list[dict]]:
+    """Each entity file of a published database, without the attributes naming the run."""
+    out = {}
+    for f in json.loads(manifest.read_text())["files"]:
+        if f["path"].startswith("transformed/"):
+            lines = [json.loads(line) for line in Path(f["uri"]).read_text().splitlines()]
+            for e in lines:
+                for attribute in ("lastSyncRun", "lastSyncRunAt"):
+                    e["attributes"].pop(attribute)
+            out[f["path"]] = lines
+    return out
+
+
+def test_databases_side_by_side_write_what_one_by_one_writes(env, tmp_path):
+    """--jobs 2 runs two databases at once, each in a forked worker on the CLI's in-memory
+    instance; every entity file is what --jobs 1 writes, the summary in discovery order."""
+    include = '{"^(shop|crm|zoo)$": "*"}'
+    outcomes = {}
+    for jobs in ("1", "2"):
+        args = ["extract", "--json", "--include", include, "--output", f"out{jobs}"]
+        result = cli([*args, "--jobs", jobs], env, tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        outcomes[jobs] = json.loads(result.stdout)["sources"][0]
+    serial, parallel = outcomes["1"], outcomes["2"]
+    assert serial["jobs"] == 1 and parallel["jobs"] == 2
+    names = [d["database"] for d in parallel["databases"]]
+    assert names == [d["database"] for d in serial["databases"]] == sorted(names)
+    assert [d["entities"] for d in parallel["databases"]] == [
+        d["entities"] for d in serial["databases"]
+    ]
+    for name in names:
+        one = _entities_of(tmp_path / "out1" / "default" / "latest" / f"{name}.json")
+        two = _entities_of(tmp_path / "out2" / "default" / "latest" / f"{name}.json")
+        assert one == two and sum(map(len, two.values())) > 10, name
+
+
+def test_jobs_stay_within_the_connection_cap(env, tmp_path):
+    """Two connections a database and at most three sessions on the server: one at a time."""
+    capped = {**env, "PG_METADATA_MAX_CONNECTIONS": "3"}
+    args = ["extract", "--json", "--include", '{"^(shop|crm)$": "*"}', "--jobs", "4"]
+    result = cli(args, capped, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["sources"][0]["jobs"] == 1
+    result = cli([*args[:-1], "2"], {**env, "PG_METADATA_MAX_CONNECTIONS": "4"}, tmp_path)
+    assert json.loads(result.stdout)["sources"][0]["jobs"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "variable", "message"),
+    [
+        (["--jobs", "0"], None, "--jobs '0' must be a whole number of at least 1"),
+        ([], "many", "PG_METADATA_JOBS 'many' must be a whole number of at least 1"),
+    ],
+)
+def test_bad_jobs_is_one_line_and_exit_2(env, tmp_path, args, variable, message):
+    environment = {**env, **({"PG_METADATA_JOBS": variable} if variable else {})}
+    result = cli(["extract", *args], environment, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"pg-metadata: error: {message}"]
 
 
 def test_bad_filter_is_one_line_and_exit_2(env, tmp_path):

@@ -26,48 +26,67 @@ def databases(pg_cluster):
     return FIRST, SECOND
 
 
-def _waiting_on_lock(pg_cluster) -> bool:
+def _waiting_on_lock(pg_cluster, database: str) -> bool:
     rows = pg_cluster.query(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
-        params=(FIRST,),
+        params=(database,),
     )
     return rows[0][0] > 0
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("signum", "code", "jobs"),
+    [
+        (signal.SIGINT, 130, "1"),
+        (signal.SIGTERM, 143, "1"),
+        (signal.SIGTERM, 143, "2"),
+        (signal.SIGINT, 130, "2"),
+    ],
+)
 def test_a_signal_stops_every_database_and_publishes_nothing(
-    pg_cluster, pg_env, databases, tmp_path, signum, code
+    pg_cluster, pg_env, databases, tmp_path, signum, code, jobs
 ):
-    # Someone holds the first database's table exclusively: the extraction waits on it (for
-    # up to its lock timeout), a moment when a stop must not wait for the server.
-    holder = pg_cluster.connect(FIRST)
-    holder.autocommit = False  # the lock lasts until the test lets go
-    holder.cursor().execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+    """One by one, the stop ends the first database and never starts the second; side by
+    side (--jobs 2, a worker process each), it ends both running databases, whether the
+    signal reached the CLI alone (SIGTERM from `kill`) or its whole process group (Ctrl-C)."""
+    # Someone holds the databases' table exclusively: the extraction waits on it (for up to
+    # its lock timeout), a moment when a stop must not wait for the server.
+    held = (FIRST,) if jobs == "1" else (FIRST, SECOND)
+    holders = [pg_cluster.connect(db) for db in held]
+    for holder in holders:
+        holder.autocommit = False  # the lock lasts until the test lets go
+        holder.cursor().execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
     spool = tmp_path / "tmp"
     spool.mkdir()
     env = {**os.environ, "TMPDIR": str(spool)}
     env.pop("DAGSTER_HOME", None)
     include = '{"^pgm_sig_(a|b)$": "*"}'
+    command = ["extract", "--include", include, "--output", "out", "--jobs", jobs]
     proc = subprocess.Popen(
-        [str(BIN / "pg-metadata"), "extract", "--include", include, "--output", "out"],
+        [str(BIN / "pg-metadata"), *command],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, as a shell gives a command
     )
     try:
         deadline = time.monotonic() + 60
-        while not _waiting_on_lock(pg_cluster):
+        while not all(_waiting_on_lock(pg_cluster, db) for db in held):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.1)
         sent = time.monotonic()
-        proc.send_signal(signum)
+        if signum == signal.SIGINT:
+            os.killpg(proc.pid, signum)  # a terminal's Ctrl-C: the CLI and its workers
+        else:
+            proc.send_signal(signum)  # the CLI's process only, as `kill` or Kubernetes sends
         _, err = proc.communicate(timeout=60)
         took = time.monotonic() - sent
     finally:
-        holder.rollback()
-        holder.close()
+        for holder in holders:
+            holder.rollback()
+            holder.close()
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == code, err
