@@ -99,8 +99,9 @@ def sources_from_args(args: argparse.Namespace) -> list[Source]:
 
 def jobs_from_args(args: argparse.Namespace) -> int:
     """Databases extracted at once: --jobs, else PG_METADATA_JOBS, else the usable cores."""
-    given = getattr(args, "jobs", None) or os.environ.get("PG_METADATA_JOBS") or ""
-    where = "--jobs" if getattr(args, "jobs", None) else "PG_METADATA_JOBS"
+    flag = getattr(args, "jobs", None)
+    given = flag or os.environ.get("PG_METADATA_JOBS") or ""
+    where = "--jobs" if flag else "PG_METADATA_JOBS"
     if not given:
         return usable_cores()
     try:

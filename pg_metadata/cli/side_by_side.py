@@ -128,7 +128,6 @@ def _finished(
     interrupts: Interrupts | None,
     started: float,
 ) -> Generator[Finished, None, None]:
-    signalled: set[int] = set()
     try:
         while pending:
             try:
@@ -139,7 +138,7 @@ def _finished(
             if stopping:
                 for future in pending:
                     future.cancel()
-                _stop(pids, signalled)
+                _stop(pids)
             for future in done:
                 name = pending.pop(future)
                 if future.cancelled():
@@ -158,7 +157,7 @@ def _finished(
                 pending = {f: n for f, n in pending.items() if not f.cancelled()}
     finally:
         if interrupts is not None and interrupts.stopped:  # also when the caller was stopped
-            _stop(pids, signalled)
+            _stop(pids)
         pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -169,12 +168,10 @@ def _died(exc: Exception) -> str:
     )
 
 
-def _stop(pids: Any, signalled: set[int]) -> None:
-    """Pass the stop on to each worker once (a terminal's Ctrl-C reached them already: a
-    second signal is only counted). Dagster ends a worker's run on SIGINT whichever came."""
+def _stop(pids: Any) -> None:
+    """Pass the stop on to each worker once: each put its pid in the queue once, when it
+    started (a terminal's Ctrl-C reached them already: a second signal is only counted).
+    Dagster ends a worker's run on SIGINT whichever came."""
     while not pids.empty():
-        pid = pids.get()
-        if pid not in signalled:
-            signalled.add(pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGINT)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pids.get(), signal.SIGINT)
