@@ -4,6 +4,8 @@ Starts a throwaway server, creates N databases of T tables each (4 columns, a pr
 runs `pg-metadata extract --quiet` over all of them into a temp folder, and prints one JSON
 object a run: wall seconds, seconds per database, exit code. Each `--pg-metadata` (another
 checkout's command) and each `--jobs` is one run on the same server, `--rounds` times over.
+`--again N` extracts N more times into the same folder (a scheduled refresh: each database's
+earlier runs are there to be pruned), one JSON object each.
 
     .venv/bin/python bench/many_databases.py --databases 40 --tables 10
     .venv/bin/python bench/many_databases.py --databases 200 --jobs 1 --jobs 2 --rounds 2
@@ -38,25 +40,14 @@ def main() -> None:
     )
     parser.add_argument("--jobs", action="append", help="--jobs of each run (repeatable)")
     parser.add_argument("--rounds", type=int, default=1, help="times to repeat every run")
+    parser.add_argument(
+        "--again", type=int, default=0, help="more extracts of each run into the same folder"
+    )
     args = parser.parse_args()
     commands = args.pg_metadata or [PG_METADATA]
     runs = [(c, j) for c in commands for j in (args.jobs or [None])]
-    ddl = "".join(
-        f"CREATE TABLE t{i} (id int PRIMARY KEY, a text, b numeric, c date);"
-        for i in range(args.tables)
-    )
     with ThrowawayServer("pgm_admin", "admin-secret") as srv:
-        login = {"host": srv.host, "port": srv.port, "user": srv.admin_user}
-        login["password"] = srv.admin_password
-        admin = psycopg2.connect(**login, dbname="postgres")
-        admin.autocommit = True
-        for d in range(args.databases):
-            admin.cursor().execute(f"CREATE DATABASE tenant{d:04d}")
-            conn = psycopg2.connect(**login, dbname=f"tenant{d:04d}")
-            with conn, conn.cursor() as cur:
-                cur.execute(ddl)
-            conn.close()
-        admin.close()
+        create_databases(srv, args.databases, args.tables)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DAGSTER_HOME"))}
         env.update(
             PGHOST=srv.host,
@@ -69,7 +60,27 @@ def main() -> None:
         for _ in range(args.rounds):
             for command, jobs in runs:
                 with tempfile.TemporaryDirectory() as out:
-                    print(json.dumps(_run(command, jobs, out, env, args)), flush=True)
+                    for extract in range(1 + args.again):
+                        result = {**_run(command, jobs, out, env, args), "extract": extract + 1}
+                        print(json.dumps(result), flush=True)
+
+
+def create_databases(srv: ThrowawayServer, databases: int, tables: int) -> None:
+    """`tenant0000`... on the server, each with `tables` tables of 4 columns and a primary key."""
+    ddl = "".join(
+        f"CREATE TABLE t{i} (id int PRIMARY KEY, a text, b numeric, c date);" for i in range(tables)
+    )
+    login = {"host": srv.host, "port": srv.port, "user": srv.admin_user}
+    login["password"] = srv.admin_password
+    admin = psycopg2.connect(**login, dbname="postgres")
+    admin.autocommit = True
+    for d in range(databases):
+        admin.cursor().execute(f"CREATE DATABASE tenant{d:04d}")
+        conn = psycopg2.connect(**login, dbname=f"tenant{d:04d}")
+        with conn, conn.cursor() as cur:
+            cur.execute(ddl)
+        conn.close()
+    admin.close()
 
 
 def _run(command: str, jobs: str | None, out: str, env: dict, args: argparse.Namespace) -> dict:

@@ -28,13 +28,14 @@ from pg_metadata.orchestration.overrides import effective_source
 from pg_metadata.orchestration.plan import (
     ENTITY_PATHS,
     MANIFEST_PATH,
+    PARTITION_TAG,
     RAW_PATHS,
     SourcePlan,
 )
 from pg_metadata.orchestration.resources import OutputTarget
 from pg_metadata.orchestration.tracing import step_trace
 from pg_metadata.output.formats import read_names
-from pg_metadata.output.retention import keep_runs, prune
+from pg_metadata.output.retention import STALE_AFTER_S, Pruned, apply_prune, keep_runs, plan_prune
 from pg_metadata.output.storage import ObjectStore, encode_segment
 
 MANIFEST_FORMAT = "pg_metadata.manifest/2"
@@ -139,6 +140,35 @@ def _ended(context: dg.AssetExecutionContext) -> Callable[[str], bool]:
     return ended
 
 
+def _retention(
+    context: dg.AssetExecutionContext,
+    store: ObjectStore,
+    doc: dict[str, Any],
+    previous: dict[str, Any] | None,
+    latest_run: str,
+) -> Pruned:
+    """What to prune once this run's manifest is out. From the previous manifest's list of
+    complete runs and the instance's failed runs of this database since it (a day's margin);
+    a previous manifest without that list (an older version's), or a run that leaves `latest/`
+    on another, lists all of `runs/` instead."""
+    database = doc["database"]
+    history: list[dict[str, Any]] | None = []
+    since = None
+    if previous is not None:
+        history = previous.get("complete_runs") if latest_run == doc["run_id"] else None
+        read_at = float(previous.get("catalog_read_at") or 0)
+        since = dt.datetime.fromtimestamp(read_at - STALE_AFTER_S, dt.UTC)
+    filters = dg.RunsFilter(
+        tags={PARTITION_TAG: database},
+        statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
+        updated_after=since,
+    )
+    failed = list(context.instance.get_run_ids(filters)) if history is not None else None
+    this_run = (doc["run_id"], float(doc["catalog_read_at"]))
+    keep = keep_runs()
+    return plan_prune(store, database, keep, this_run, latest_run, _ended(context), history, failed)
+
+
 def _newer(previous: Mapping[str, Any] | None, doc: Mapping[str, Any]) -> str | None:
     """Why `latest/` must stay on `previous` (it read the catalog after this run), or None."""
     if previous is None or previous.get("catalog_read_at", 0) <= doc["catalog_read_at"]:
@@ -174,19 +204,21 @@ def manifest_asset(plan: SourcePlan) -> dg.AssetsDefinition:
                 newer = _newer(previous, doc)
                 if newer is None:
                     doc.update(deletions(store, doc, previous))
-                else:
+                    latest_run = run.run_id
+                else:  # an overlapping run read the catalog later and published first
                     doc.update(deleted=None, deleted_note=newer)
+                    latest_run = previous["run_id"] if previous else run.run_id
+                pruning = _retention(context, store, doc, previous, latest_run)
+                doc["complete_runs"] = pruning.history()
                 data = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")
                 run_key = f"runs/{context.run.run_id}/manifest/{segment}.json"
                 uri = store.publish_bytes(data, run_key)
                 if newer is None:
                     latest = store.publish_bytes(data, f"latest/{segment}.json")
-                    latest_run = run.run_id
-                else:  # an overlapping run read the catalog later and published first
+                else:
                     latest = store.uri(f"latest/{segment}.json")
-                    latest_run = previous["run_id"] if previous else run.run_id
                     context.log.warning(f"{plan.name}/{database}: {newer}")
-                pruned = prune(store, database, keep_runs(), latest_run, _ended(context))
+                pruned = apply_prune(store, pruning)
                 span.set_attributes({"uri": latest, "pg_metadata.bytes": len(data)})
         except OutputError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None

@@ -5,6 +5,11 @@ manifest is `runs/<run_id>/manifest/<database>.json`). After a run publishes, th
 of the database beyond the newest `keep` (by when they read the catalog) are deleted, never the
 one `latest/` points at; so are the files of runs without a manifest that the caller says
 failed or were cancelled: a run still writing is never touched.
+
+Each manifest lists the database's complete runs left after its run (`complete_runs`), so the
+next run lists only the folders of the runs it deletes: a listing of all of `runs/` (every run
+of every database of the source: 27,000 files, 1.75 s on a local disk at 200 databases and 5
+runs each) happens only when the previous manifest has no such list.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pg_metadata.catalog.reader import SPOOL_PREFIX
 from pg_metadata.errors import ConfigError
@@ -37,24 +43,77 @@ def keep_runs(env: dict[str, str] | None = None) -> int:
 
 @dataclass
 class Pruned:
-    """What one pass removed."""
+    """What one pass removes, and the complete runs of the database it leaves."""
 
     complete: list[str] = field(default_factory=list)  # run ids
     partial: list[str] = field(default_factory=list)
     files: int = 0
+    kept: list[tuple[str, float]] = field(default_factory=list)  # (run id, read at), newest first
+    doomed: list[str] = field(default_factory=list)  # the keys to delete
+
+    def history(self) -> list[dict[str, Any]]:
+        """The manifest's `complete_runs`: what the next run prunes from, without a listing."""
+        return [{"run_id": r, "catalog_read_at": t} for r, t in self.kept]
 
 
-def prune(
+def plan_prune(
     store: ObjectStore,
     database: str,
     keep: int,
+    this_run: tuple[str, float],
     latest_run: str,
     ended: Callable[[str], bool],
+    history: list[dict[str, Any]] | None = None,
+    failed: list[str] | None = None,
 ) -> Pruned:
-    """Delete this database's files of complete runs beyond the newest `keep` and of partial
-    runs that `ended` says are over. One listing of `runs/`, one read per manifest."""
+    """What to delete of this database once this run (id, when it read the catalog) is
+    published: its complete runs beyond the newest `keep` and the files of partial runs that
+    `ended` says are over, never `latest_run`. With the previous manifest's `history` and the
+    runs known to have `failed` since, only those runs' folders are listed; without them,
+    one listing of all of `runs/` and one read per manifest found."""
+    names = _file_names(database)
+    if history is not None:
+        complete = {h["run_id"]: float(h["catalog_read_at"] or 0) for h in history}
+        candidates = [r for r in (failed or ()) if r not in complete and ended(r)]
+        complete[this_run[0]] = this_run[1]
+        beyond = _beyond(complete, keep, latest_run)
+        files = {r: _run_files(store, r, names) for r in (*beyond, *candidates)}
+        partial = [r for r in candidates if r != latest_run and files[r]]
+    else:
+        files = _all_run_files(store, database, names)
+        complete = _complete_runs(store, database, files)
+        complete[this_run[0]] = this_run[1]
+        beyond = _beyond(complete, keep, latest_run)
+        partial = [r for r in files if r not in complete and r != latest_run and ended(r)]
+    doomed = [k for r in (*beyond, *partial) for k in files.get(r, [])]
+    kept = sorted(
+        ((r, t) for r, t in complete.items() if r not in beyond), key=lambda x: x[1], reverse=True
+    )
+    return Pruned(beyond, partial, len(doomed), kept, doomed)
+
+
+def apply_prune(store: ObjectStore, pruned: Pruned) -> Pruned:
+    """Delete what `plan_prune` found."""
+    if pruned.doomed:
+        store.delete(pruned.doomed)
+    return pruned
+
+
+def _file_names(database: str) -> set[str]:
     segment = encode_segment(database)
-    names = {f"{segment}{ext}" for ext in (".parquet", ".json", ".jsonl")}
+    return {f"{segment}{ext}" for ext in (".parquet", ".json", ".jsonl")}
+
+
+def _beyond(complete: dict[str, float], keep: int, latest_run: str) -> list[str]:
+    newest = sorted(complete, key=lambda r: complete[r], reverse=True)
+    return [r for r in newest[keep:] if r != latest_run]
+
+
+def _run_files(store: ObjectStore, run_id: str, names: set[str]) -> list[str]:
+    return [k for k in store.list_keys(f"runs/{run_id}/") if k.split("/")[-1] in names]
+
+
+def _all_run_files(store: ObjectStore, database: str, names: set[str]) -> dict[str, list[str]]:
     files: dict[str, list[str]] = defaultdict(list)
     for key in store.list_keys("runs/"):
         # runs/<run>/<kind>/<asset>/<db>.<ext>, or runs/<run>/manifest/<db>.json
@@ -62,26 +121,20 @@ def prune(
         mine = len(parts) >= 5 or (len(parts) == 4 and parts[2] == "manifest")
         if mine and parts[-1] in names:
             files[parts[1]].append(key)
-    manifest_key = f"manifest/{segment}.json"
+    return files
+
+
+def _complete_runs(
+    store: ObjectStore, database: str, files: dict[str, list[str]]
+) -> dict[str, float]:
+    """The runs with a manifest of this database, and when each read the catalog."""
+    manifest_key = f"manifest/{encode_segment(database)}.json"
     complete: dict[str, float] = {}
     for run_id, keys in files.items():
         if f"runs/{run_id}/{manifest_key}" in keys:
             data = store.read_bytes(f"runs/{run_id}/{manifest_key}") or b"{}"
-            doc = json.loads(data)
-            complete[run_id] = float(doc.get("catalog_read_at") or 0)
-    newest = sorted(complete, key=lambda r: complete[r], reverse=True)
-    result = Pruned()
-    for run_id in newest[keep:]:
-        if run_id != latest_run:
-            result.complete.append(run_id)
-    for run_id in files:
-        if run_id not in complete and run_id != latest_run and ended(run_id):
-            result.partial.append(run_id)
-    doomed = [k for r in (*result.complete, *result.partial) for k in files[r]]
-    if doomed:
-        store.delete(doomed)
-    result.files = len(doomed)
-    return result
+            complete[run_id] = float(json.loads(data).get("catalog_read_at") or 0)
+    return complete
 
 
 def discard_run(store: ObjectStore, run_id: str, database: str | None) -> int:

@@ -21,6 +21,11 @@ def _runs_with_manifest(store, db: str) -> set[str]:
     return {k.split("/")[1] for k in store.list_keys("runs/") if k.endswith(f"manifest/{db}.json")}
 
 
+def _runs_with_files(store, databases: tuple[str, ...]) -> set[str]:
+    names = tuple(f"/{d}." for d in databases)
+    return {k.split("/")[1] for k in store.list_keys("runs/") if any(n in k for n in names)}
+
+
 def test_only_the_newest_complete_runs_are_kept(pg_cluster, catalog_db, tmp_path, monkeypatch):
     monkeypatch.setenv("PG_METADATA_KEEP_RUNS", "2")
     db = catalog_db.shop
@@ -34,6 +39,8 @@ def test_only_the_newest_complete_runs_are_kept(pg_cluster, catalog_db, tmp_path
     assert not [k for k in store.list_keys("runs/") if k.startswith(f"runs/{run_ids[0]}/")]
     latest = json.loads(store.read_bytes(f"latest/{db}.json"))
     assert latest["run_id"] == run_ids[2]
+    # what the next run prunes from, newest first
+    assert [r["run_id"] for r in latest["complete_runs"]] == run_ids[:0:-1]
     for f in latest["files"]:  # everything the latest manifest lists is still there
         assert store.fetch(f["uri"]).exists()
     # the previous output (deletions are computed against it) is intact too
@@ -48,6 +55,44 @@ def test_only_the_newest_complete_runs_are_kept(pg_cluster, catalog_db, tmp_path
         and "pruned_runs" in e.step_materialization_data.materialization.metadata
     ]
     assert pruned and pruned[0]["complete"] == [run_ids[0]] and pruned[0]["files"] > 10
+
+
+def test_a_failed_runs_files_go_and_an_older_manifest_is_pruned_by_listing(
+    pg_cluster, catalog_db, tmp_path, monkeypatch
+):
+    """Files a failed run of the database left go with the next complete run; a latest/
+    manifest without `complete_runs` (an older version's) still has its old runs pruned."""
+    from dagster._core.test_utils import create_run_for_test
+
+    monkeypatch.setenv("PG_METADATA_KEEP_RUNS", "1")
+    db = catalog_db.shop
+    include = {f"^{db}$": "*"}
+    with dg.instance_for_test() as instance:
+        first = run_pipeline(pg_cluster, instance, target=str(tmp_path), include=include)
+        store = first.store
+        first_id = first.runs[db].run_id
+        latest = json.loads(store.read_bytes(f"latest/{db}.json"))
+        del latest["complete_runs"]  # as the manifest of a version before the list
+        store.publish_bytes(json.dumps(latest).encode(), f"latest/{db}.json")
+        failed = create_run_for_test(
+            instance, status=dg.DagsterRunStatus.FAILURE, tags={"dagster/partition": db}
+        )
+        other = create_run_for_test(  # another database's failed run: not this one's to prune
+            instance, status=dg.DagsterRunStatus.FAILURE, tags={"dagster/partition": "other"}
+        )
+        for run_id, name in ((failed.run_id, db), (other.run_id, "other")):
+            store.publish_bytes(b"partial", f"runs/{run_id}/raw/tables/{name}.parquet")
+
+        second = run_pipeline(pg_cluster, instance, target=str(tmp_path), include=include)
+        second_id = second.runs[db].run_id
+        runs = _runs_with_files(store, (db, "other"))
+        assert first_id not in runs and failed.run_id not in runs  # by one listing
+        assert other.run_id in runs and second_id in runs
+
+        store.publish_bytes(b"partial", f"runs/{failed.run_id}/raw/tables/{db}.parquet")
+        third = run_pipeline(pg_cluster, instance, target=str(tmp_path), include=include)
+        runs = _runs_with_files(store, (db, "other"))
+        assert runs == {third.runs[db].run_id, other.run_id}  # from the list, and the instance
 
 
 def test_a_bad_retention_setting_is_one_line(pg_cluster, catalog_db, tmp_path, monkeypatch):
