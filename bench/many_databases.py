@@ -2,7 +2,8 @@
 
 Starts a throwaway server, creates N databases of T tables each (4 columns, a primary key),
 runs `pg-metadata extract --quiet` over all of them into a temp folder, and prints one JSON
-object a run: wall seconds, seconds per database, exit code. Each `--pg-metadata` (another
+object a run: wall seconds, seconds per database, exit code, and `cpu_s`, the user + system
+time of the CLI and its workers (not the server's backends). Each `--pg-metadata` (another
 checkout's command) and each `--jobs` is one run on the same server, `--rounds` times over.
 `--again N` extracts N more times into the same folder (a scheduled refresh: each database's
 earlier runs are there to be pruned), one JSON object each.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -84,6 +86,7 @@ def create_databases(srv: ThrowawayServer, databases: int, tables: int) -> None:
 
 
 def _run(command: str, jobs: str | None, out: str, env: dict, args: argparse.Namespace) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     done = subprocess.run(
         [
@@ -101,6 +104,8 @@ def _run(command: str, jobs: str | None, out: str, env: dict, args: argparse.Nam
         text=True,
     )
     wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the CLI and its workers, not the server
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return {
         "command": command,
         "jobs": jobs,
@@ -109,6 +114,8 @@ def _run(command: str, jobs: str | None, out: str, env: dict, args: argparse.Nam
         "exit": done.returncode,
         "wall_s": round(wall, 2),
         "per_database_s": round(wall / args.databases, 3),
+        "cpu_s": round(cpu, 1),
+        "cpu_per_database_s": round(cpu / args.databases, 3),
         "stderr_tail": done.stderr[-300:],
     }
 

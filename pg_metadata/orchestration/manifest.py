@@ -39,6 +39,8 @@ from pg_metadata.output.retention import STALE_AFTER_S, Pruned, apply_prune, kee
 from pg_metadata.output.storage import ObjectStore, encode_segment
 
 MANIFEST_FORMAT = "pg_metadata.manifest/2"
+DEAD = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)  # their files are debris
+SUCCEEDED = dg.DagsterRunStatus.SUCCESS
 PER_DATABASE_PATHS = [p for n, p in RAW_PATHS.items() if n != DATABASES.name] + list(
     ENTITY_PATHS.values()
 )
@@ -131,11 +133,10 @@ def _ended(context: dg.AssetExecutionContext) -> Callable[[str], bool]:
     Successful runs without a manifest (some assets only) may feed later runs, and unknown
     runs (another instance's, a throwaway CLI instance's) may still be writing: both stay."""
     this_run = context.run.run_id
-    dead = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
     def ended(run_id: str) -> bool:
         run = context.instance.get_run_by_id(run_id) if run_id != this_run else None
-        return run is not None and run.status in dead
+        return run is not None and run.status in DEAD
 
     return ended
 
@@ -148,9 +149,10 @@ def _retention(
     latest_run: str,
 ) -> Pruned:
     """What to prune once this run's manifest is out. From the previous manifest's list of
-    complete runs and the instance's failed runs of this database since it (a day's margin);
-    a previous manifest without that list (an older version's), or a run that leaves `latest/`
-    on another, lists all of `runs/` instead."""
+    complete runs and the runs of this database the instance saw end since it (a day's
+    margin): failed ones leave debris, a complete one overlapped the previous run. A previous
+    manifest without that list (an older version's), or a run that leaves `latest/` on
+    another, lists all of `runs/` instead."""
     database = doc["database"]
     history: list[dict[str, Any]] | None = []
     since = None
@@ -160,13 +162,13 @@ def _retention(
         since = dt.datetime.fromtimestamp(read_at - STALE_AFTER_S, dt.UTC)
     filters = dg.RunsFilter(
         tags={PARTITION_TAG: database},
-        statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
+        statuses=[SUCCEEDED, *DEAD],
         updated_after=since,
     )
-    failed = list(context.instance.get_run_ids(filters)) if history is not None else None
+    recent = list(context.instance.get_run_ids(filters)) if history is not None else None
     this_run = (doc["run_id"], float(doc["catalog_read_at"]))
     keep = keep_runs()
-    return plan_prune(store, database, keep, this_run, latest_run, _ended(context), history, failed)
+    return plan_prune(store, database, keep, this_run, latest_run, _ended(context), history, recent)
 
 
 def _newer(previous: Mapping[str, Any] | None, doc: Mapping[str, Any]) -> str | None:

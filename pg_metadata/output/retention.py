@@ -64,17 +64,21 @@ def plan_prune(
     latest_run: str,
     ended: Callable[[str], bool],
     history: list[dict[str, Any]] | None = None,
-    failed: list[str] | None = None,
+    recent: list[str] | None = None,
 ) -> Pruned:
     """What to delete of this database once this run (id, when it read the catalog) is
     published: its complete runs beyond the newest `keep` and the files of partial runs that
     `ended` says are over, never `latest_run`. With the previous manifest's `history` and the
-    runs known to have `failed` since, only those runs' folders are listed; without them,
-    one listing of all of `runs/` and one read per manifest found."""
+    runs of the database that ended since (`recent`: a complete one missing from the history
+    overlapped the previous run), only those runs' folders are listed and their manifests
+    read; without them, one listing of all of `runs/` and one read per manifest found."""
     names = _file_names(database)
     if history is not None:
         complete = {h["run_id"]: float(h["catalog_read_at"] or 0) for h in history}
-        candidates = [r for r in (failed or ()) if r not in complete and ended(r)]
+        unknown = [r for r in dict.fromkeys(recent or ()) if r not in complete and r != this_run[0]]
+        found = {r: t for r in unknown if (t := _read_at(store, database, r)) is not None}
+        complete.update(found)
+        candidates = [r for r in unknown if r not in found and ended(r)]
         complete[this_run[0]] = this_run[1]
         beyond = _beyond(complete, keep, latest_run)
         files = {r: _run_files(store, r, names) for r in (*beyond, *candidates)}
@@ -124,6 +128,12 @@ def _all_run_files(store: ObjectStore, database: str, names: set[str]) -> dict[s
     return files
 
 
+def _read_at(store: ObjectStore, database: str, run_id: str) -> float | None:
+    """When a run with a manifest of this database read the catalog (None: no manifest)."""
+    data = store.read_bytes(f"runs/{run_id}/manifest/{encode_segment(database)}.json")
+    return None if data is None else float(json.loads(data or b"{}").get("catalog_read_at") or 0)
+
+
 def _complete_runs(
     store: ObjectStore, database: str, files: dict[str, list[str]]
 ) -> dict[str, float]:
@@ -132,8 +142,7 @@ def _complete_runs(
     complete: dict[str, float] = {}
     for run_id, keys in files.items():
         if f"runs/{run_id}/{manifest_key}" in keys:
-            data = store.read_bytes(f"runs/{run_id}/{manifest_key}") or b"{}"
-            complete[run_id] = float(json.loads(data).get("catalog_read_at") or 0)
+            complete[run_id] = _read_at(store, database, run_id) or 0.0
     return complete
 
 

@@ -70,6 +70,10 @@ def test_overlapping_runs_never_mix_and_latest_moves_forward(
             thread.join(120)
         a = results["a"]
         assert a.success and b.success
+        latest_before_c = json.loads(
+            open_store(target, source.name).read_bytes(f"latest/{DB}.json")
+        )
+        c = job.execute_in_process(instance=instance, partition_key=DB)  # a later refresh
 
     store = open_store(target, source.name)
 
@@ -98,7 +102,11 @@ def test_overlapping_runs_never_mix_and_latest_moves_forward(
     assert not any(n.endswith(("/t/c", "/t2/x", "/t2/y")) for n in names), names
 
     # A finished last but read first: latest/ stays on B, and A says so
-    assert manifest(f"latest/{DB}.json")["run_id"] == b.run_id
+    assert latest_before_c["run_id"] == b.run_id
     assert mine_a["deleted"] is None
     assert mine_a["deleted_note"].startswith(f"latest/ stays on run {b.run_id}")
     assert mine_a["catalog_read_at"] < mine_b["catalog_read_at"]
+    # A is in no earlier manifest's list of complete runs; the next run finds it among the
+    # runs that ended since B, so retention still counts (and will prune) it
+    history = [r["run_id"] for r in manifest(f"latest/{DB}.json")["complete_runs"]]
+    assert history == [c.run_id, b.run_id, a.run_id]

@@ -1,9 +1,11 @@
 """The CLI's throwaway Dagster instance keeps one connection per storage and answers as
 Dagster's own ephemeral instance does."""
 
+from collections import Counter
+
 import dagster as dg
 
-from pg_metadata.orchestration.ephemeral import ephemeral_instance
+from pg_metadata.orchestration.ephemeral import UNREAD_EVENTS, ephemeral_instance
 
 TENANTS = dg.DynamicPartitionsDefinition(name="tenants")
 
@@ -49,6 +51,24 @@ def test_runs_record_what_dagsters_ephemeral_instance_records():
     assert ours[-1] == ("a", "b")
 
 
+def _stored(instance: dg.DagsterInstance) -> Counter:
+    return Counter(
+        e.dagster_event_type for r in instance.get_runs() for e in instance.all_logs(r.run_id)
+    )
+
+
+def test_only_the_events_a_run_log_view_alone_reads_are_left_out():
+    ours, dagsters = ephemeral_instance(), dg.DagsterInstance.ephemeral()
+    _run_both(ours)
+    _run_both(dagsters)
+    expected = {t: n for t, n in _stored(dagsters).items() if t and t not in UNREAD_EVENTS}
+    assert _stored(ours) == Counter(expected)
+    assert _stored(ours)[dg.DagsterEventType.ASSET_MATERIALIZATION] == 4
+    assert _stored(ours)[dg.DagsterEventType.ASSET_CHECK_EVALUATION] == 2
+    assert _stored(ours)[dg.DagsterEventType.RUN_SUCCESS] == 2
+    assert sum(_stored(ours).values()) < sum(_stored(dagsters).values()) * 0.7
+
+
 def test_a_storage_calling_itself_inside_a_call_shares_the_transaction():
     instance = ephemeral_instance()
     storage = instance.run_storage
@@ -64,3 +84,21 @@ def test_partitions_asked_for_follow_their_changes():
     assert instance.has_dynamic_partition("tenants", "a")
     instance.delete_dynamic_partition("tenants", "a")
     assert not instance.has_dynamic_partition("tenants", "a")
+
+
+def test_the_latest_materialization_follows_every_new_one():
+    instance = ephemeral_instance()
+    instance.add_dynamic_partitions("tenants", ["a"])
+    job = dg.Definitions(assets=[numbers], jobs=[dg.define_asset_job("one")]).resolve_job_def("one")
+    latest = dg.AssetRecordsFilter(asset_key=dg.AssetKey("numbers"), asset_partitions=["a"])
+    for _ in range(3):
+        run = job.execute_in_process(instance=instance, partition_key="a")
+        found = instance.fetch_materializations(latest, limit=1).records
+        assert [r.run_id for r in found] == [run.run_id]
+        check = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("numbers"), "rows"), limit=1
+        )[0]
+        target = check.evaluation.target_materialization_data
+        assert (target.run_id, target.storage_id) == (run.run_id, found[0].storage_id)
+    every = instance.fetch_materializations(dg.AssetKey("numbers"), limit=10).records
+    assert len(every) == 3  # other queries are Dagster's own

@@ -1,5 +1,5 @@
-"""Pruning from the manifest's list of complete runs lists only the runs it deletes, and
-decides exactly what one listing of all of `runs/` decides."""
+"""Pruning from the manifest's list of complete runs (and the runs that ended since) lists
+only the runs it deletes, and decides exactly what one listing of all of `runs/` decides."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def _layout(root: Path) -> None:
         _run(root, f"c{i}", "a", 100.0 + i)
     _run(root, "dead", "a", None)  # failed, no manifest
     _run(root, "busy", "a", None)  # still writing: no manifest, not ended
+    _run(root, "late", "a", 150.0)  # overlapped the previous run: complete, not in its history
     for i in range(6):  # another database's runs: never touched, never listed from history
         _run(root, f"b{i}", "b", 100.0 + i)
     _run(root, "new", "a", None)  # this run, whose manifest is about to be written
@@ -59,24 +60,25 @@ def test_history_prunes_what_the_listing_prunes_and_lists_only_those_runs(tmp_pa
     by_history = CountingStore(history_root)
     history = [{"run_id": f"c{i}", "catalog_read_at": 100.0 + i} for i in (3, 2, 1, 0)]
     known = plan_prune(
-        by_history, "a", 2, ("new", 200.0), "new", ended, history, failed=["dead", "busy"]
+        by_history, "a", 2, ("new", 200.0), "new", ended, history, ["dead", "busy", "late", "c3"]
     )
 
-    assert full.complete == known.complete == ["c2", "c1", "c0"]
+    assert full.complete == known.complete == ["c3", "c2", "c1", "c0"]
     assert full.partial == known.partial == ["dead"]
-    assert full.kept == known.kept == [("new", 200.0), ("c3", 103.0)]
-    assert sorted(full.doomed) == sorted(known.doomed) and full.files == known.files == 15
+    assert full.kept == known.kept == [("new", 200.0), ("late", 150.0)]
+    assert sorted(full.doomed) == sorted(known.doomed) and full.files == known.files == 19
     assert by_listing.listed == ["runs/"]
-    assert sorted(by_history.listed) == ["runs/c0/", "runs/c1/", "runs/c2/", "runs/dead/"]
+    expected = ["runs/c0/", "runs/c1/", "runs/c2/", "runs/c3/", "runs/dead/"]
+    assert sorted(by_history.listed) == expected
 
     apply_prune(by_listing, full)
     apply_prune(by_history, known)
     assert _keys(listed_root) == _keys(history_root)
     left = {k.split("/")[1] for k in _keys(history_root)}
-    assert left == {"new", "c3", "busy"} | {f"b{i}" for i in range(6)}
+    assert left == {"new", "late", "busy"} | {f"b{i}" for i in range(6)}
     assert known.history() == [
         {"run_id": "new", "catalog_read_at": 200.0},
-        {"run_id": "c3", "catalog_read_at": 103.0},
+        {"run_id": "late", "catalog_read_at": 150.0},
     ]
 
 
@@ -86,4 +88,5 @@ def test_the_run_latest_points_at_is_kept_beyond_the_count(tmp_path):
     history = [{"run_id": f"c{i}", "catalog_read_at": 100.0 + i} for i in (3, 2, 1, 0)]
     pruned = plan_prune(store, "a", 1, ("new", 200.0), "c0", lambda r: False, history, [])
     assert pruned.complete == ["c3", "c2", "c1"]  # c0 is behind latest/: it stays
+    assert "late" not in {r for r, _ in pruned.kept}  # not known: only a full listing finds it
     assert [r for r, _ in pruned.kept] == ["new", "c0"]
