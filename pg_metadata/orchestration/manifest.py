@@ -41,6 +41,7 @@ from pg_metadata.output.storage import ObjectStore, encode_segment
 MANIFEST_FORMAT = "pg_metadata.manifest/2"
 DEAD = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)  # their files are debris
 SUCCEEDED = dg.DagsterRunStatus.SUCCESS
+FULL_LISTING_EVERY_S = 7 * 24 * 3600  # bounds what a break in the manifests' lists leaves
 PER_DATABASE_PATHS = [p for n, p in RAW_PATHS.items() if n != DATABASES.name] + list(
     ENTITY_PATHS.values()
 )
@@ -148,27 +149,46 @@ def _retention(
     previous: dict[str, Any] | None,
     latest_run: str,
 ) -> Pruned:
-    """What to prune once this run's manifest is out. From the previous manifest's list of
-    complete runs and the runs of this database the instance saw end since it (a day's
-    margin): failed ones leave debris, a complete one overlapped the previous run. A previous
-    manifest without that list (an older version's), or a run that leaves `latest/` on
-    another, lists all of `runs/` instead."""
+    """What to prune once this run's manifest is out, and the manifest's record of it. From the
+    previous manifest's list of complete runs, the runs it was deleting (a delete that failed
+    is finished now) and the runs of this database the instance saw end since (a day's
+    margin): failed ones leave debris, a complete one overlapped the previous run. All of
+    `runs/` is listed instead for a database's first output, when `latest/` stays on another
+    run, when the previous manifest has no list (an older version's), and once a week (what
+    another instance's runs left, or a hand-deleted `latest/`)."""
     database = doc["database"]
-    history: list[dict[str, Any]] | None = []
-    since = None
-    if previous is not None:
-        history = previous.get("complete_runs") if latest_run == doc["run_id"] else None
-        read_at = float(previous.get("catalog_read_at") or 0)
-        since = dt.datetime.fromtimestamp(read_at - STALE_AFTER_S, dt.UTC)
-    filters = dg.RunsFilter(
-        tags={PARTITION_TAG: database},
-        statuses=[SUCCEEDED, *DEAD],
-        updated_after=since,
+    now = time.time()
+    history, recent, since = None, None, None
+    if previous is not None and latest_run == doc["run_id"]:
+        if now - float(previous.get("listed_at") or 0) < FULL_LISTING_EVERY_S:
+            history = previous.get("complete_runs")
+        since = float(previous.get("catalog_read_at") or 0) - STALE_AFTER_S
+    if history is not None:
+        filters = dg.RunsFilter(
+            tags={PARTITION_TAG: database},
+            statuses=[SUCCEEDED, *DEAD],
+            updated_after=dt.datetime.fromtimestamp(since or 0, dt.UTC),
+        )
+        recent = list(context.instance.get_run_ids(filters))
+    listed = list(doc["files"])  # the files of the output latest/ points at stay
+    if previous is not None and latest_run != doc["run_id"]:
+        listed += previous.get("files", [])
+    pruned = plan_prune(
+        store,
+        database,
+        keep_runs(),
+        (doc["run_id"], float(doc["catalog_read_at"])),
+        latest_run,
+        _ended(context),
+        history,
+        recent,
+        protected={f["run_id"] for f in listed},
+        retry=(previous or {}).get("pruning") or (),
     )
-    recent = list(context.instance.get_run_ids(filters)) if history is not None else None
-    this_run = (doc["run_id"], float(doc["catalog_read_at"]))
-    keep = keep_runs()
-    return plan_prune(store, database, keep, this_run, latest_run, _ended(context), history, recent)
+    doc["complete_runs"] = pruned.history()
+    doc["pruning"] = pruned.complete + pruned.partial
+    doc["listed_at"] = now if history is None else previous["listed_at"]  # type: ignore[index]
+    return pruned
 
 
 def _newer(previous: Mapping[str, Any] | None, doc: Mapping[str, Any]) -> str | None:
@@ -211,7 +231,6 @@ def manifest_asset(plan: SourcePlan) -> dg.AssetsDefinition:
                     doc.update(deleted=None, deleted_note=newer)
                     latest_run = previous["run_id"] if previous else run.run_id
                 pruning = _retention(context, store, doc, previous, latest_run)
-                doc["complete_runs"] = pruning.history()
                 data = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")
                 run_key = f"runs/{context.run.run_id}/manifest/{segment}.json"
                 uri = store.publish_bytes(data, run_key)

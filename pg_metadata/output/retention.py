@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,30 +65,36 @@ def plan_prune(
     ended: Callable[[str], bool],
     history: list[dict[str, Any]] | None = None,
     recent: list[str] | None = None,
+    protected: Iterable[str] = (),
+    retry: Iterable[str] = (),
 ) -> Pruned:
     """What to delete of this database once this run (id, when it read the catalog) is
     published: its complete runs beyond the newest `keep` and the files of partial runs that
-    `ended` says are over, never `latest_run`. With the previous manifest's `history` and the
-    runs of the database that ended since (`recent`: a complete one missing from the history
-    overlapped the previous run), only those runs' folders are listed and their manifests
-    read; without them, one listing of all of `runs/` and one read per manifest found."""
+    `ended` says are over, never `latest_run` nor the `protected` runs whose files the latest
+    output lists. With the previous manifest's `history` and the runs of the database that
+    ended since (`recent`: a complete one missing from the history overlapped the previous
+    run), only those runs' folders are listed (and the `retry` runs' a previous pass meant to
+    delete) and their manifests read; without them, one listing of all of `runs/` and one read
+    per manifest found."""
     names = _file_names(database)
+    spared = {latest_run, this_run[0], *protected}
     if history is not None:
         complete = {h["run_id"]: float(h["catalog_read_at"] or 0) for h in history}
         unknown = [r for r in dict.fromkeys(recent or ()) if r not in complete and r != this_run[0]]
         found = {r: t for r in unknown if (t := _read_at(store, database, r)) is not None}
         complete.update(found)
         candidates = [r for r in unknown if r not in found and ended(r)]
+        candidates += [r for r in retry if r not in complete and r not in candidates]
         complete[this_run[0]] = this_run[1]
-        beyond = _beyond(complete, keep, latest_run)
-        files = {r: _run_files(store, r, names) for r in (*beyond, *candidates)}
-        partial = [r for r in candidates if r != latest_run and files[r]]
+        beyond = _beyond(complete, keep, spared)
+        files = {r: _run_files(store, r, names) for r in dict.fromkeys((*beyond, *candidates))}
+        partial = [r for r in candidates if r not in spared and files[r]]
     else:
         files = _all_run_files(store, database, names)
         complete = _complete_runs(store, database, files)
         complete[this_run[0]] = this_run[1]
-        beyond = _beyond(complete, keep, latest_run)
-        partial = [r for r in files if r not in complete and r != latest_run and ended(r)]
+        beyond = _beyond(complete, keep, spared)
+        partial = [r for r in files if r not in complete and r not in spared and ended(r)]
     doomed = [k for r in (*beyond, *partial) for k in files.get(r, [])]
     kept = sorted(
         ((r, t) for r, t in complete.items() if r not in beyond), key=lambda x: x[1], reverse=True
@@ -108,22 +114,27 @@ def _file_names(database: str) -> set[str]:
     return {f"{segment}{ext}" for ext in (".parquet", ".json", ".jsonl")}
 
 
-def _beyond(complete: dict[str, float], keep: int, latest_run: str) -> list[str]:
+def _beyond(complete: dict[str, float], keep: int, spared: set[str]) -> list[str]:
     newest = sorted(complete, key=lambda r: complete[r], reverse=True)
-    return [r for r in newest[keep:] if r != latest_run]
+    return [r for r in newest[keep:] if r not in spared]
+
+
+def _mine(parts: list[str], names: set[str]) -> bool:
+    """Whether a key (split at /) is a database's file: runs/<run>/<kind>/<asset>/<db>.<ext>,
+    or runs/<run>/manifest/<db>.json."""
+    structural = len(parts) >= 5 or (len(parts) == 4 and parts[2] == "manifest")
+    return structural and parts[-1] in names
 
 
 def _run_files(store: ObjectStore, run_id: str, names: set[str]) -> list[str]:
-    return [k for k in store.list_keys(f"runs/{run_id}/") if k.split("/")[-1] in names]
+    return [k for k in store.list_keys(f"runs/{run_id}/") if _mine(k.split("/"), names)]
 
 
 def _all_run_files(store: ObjectStore, database: str, names: set[str]) -> dict[str, list[str]]:
     files: dict[str, list[str]] = defaultdict(list)
     for key in store.list_keys("runs/"):
-        # runs/<run>/<kind>/<asset>/<db>.<ext>, or runs/<run>/manifest/<db>.json
         parts = key.split("/")
-        mine = len(parts) >= 5 or (len(parts) == 4 and parts[2] == "manifest")
-        if mine and parts[-1] in names:
+        if _mine(parts, names):
             files[parts[1]].append(key)
     return files
 

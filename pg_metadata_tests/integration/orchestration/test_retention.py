@@ -41,6 +41,9 @@ def test_only_the_newest_complete_runs_are_kept(pg_cluster, catalog_db, tmp_path
     assert latest["run_id"] == run_ids[2]
     # what the next run prunes from, newest first
     assert [r["run_id"] for r in latest["complete_runs"]] == run_ids[:0:-1]
+    assert latest["pruning"] == [run_ids[0]]  # a delete that fails is finished by the next run
+    first = json.loads(store.read_bytes(f"runs/{run_ids[1]}/manifest/{db}.json"))
+    assert latest["listed_at"] == first["listed_at"]  # listed all of runs/ once, for the first
     for f in latest["files"]:  # everything the latest manifest lists is still there
         assert store.fetch(f["uri"]).exists()
     # the previous output (deletions are computed against it) is intact too

@@ -90,3 +90,21 @@ def test_the_run_latest_points_at_is_kept_beyond_the_count(tmp_path):
     assert pruned.complete == ["c3", "c2", "c1"]  # c0 is behind latest/: it stays
     assert "late" not in {r for r, _ in pruned.kept}  # not known: only a full listing finds it
     assert [r for r, _ in pruned.kept] == ["new", "c0"]
+
+
+def test_a_delete_that_failed_is_finished_and_listed_files_stay(tmp_path):
+    _layout(tmp_path)
+    store = CountingStore(tmp_path)
+    # the previous pass meant to delete c0 and c1 (its list no longer has them) but stopped
+    history = [{"run_id": f"c{i}", "catalog_read_at": 100.0 + i} for i in (3, 2)]
+    pruned = plan_prune(
+        store, "a", 2, ("new", 200.0), "new", lambda r: False, history, [], retry=["c0", "c1"]
+    )
+    assert sorted(pruned.partial) == ["c0", "c1"] and pruned.complete == ["c2"]
+    # c3 is beyond the count too, but the latest output lists one of its files
+    protected = plan_prune(
+        store, "a", 1, ("new", 200.0), "new", lambda r: False, history, [], protected={"c3"}
+    )
+    assert protected.complete == ["c2"] and [r for r, _ in protected.kept] == ["new", "c3"]
+    apply_prune(store, pruned)
+    assert not {k.split("/")[1] for k in _keys(tmp_path)} & {"c0", "c1", "c2"}
