@@ -9,7 +9,7 @@ failed or were cancelled: a run still writing is never touched.
 Each manifest lists the database's complete runs left after its run (`complete_runs`), so the
 next run lists only the folders of the runs it deletes: a listing of all of `runs/` (every run
 of every database of the source: 27,000 files, 1.75 s on a local disk at 200 databases and 5
-runs each) happens only when the previous manifest has no such list.
+runs each) happens only when the caller has no such list (orchestration/manifest.py says when).
 """
 
 from __future__ import annotations
@@ -47,9 +47,12 @@ class Pruned:
 
     complete: list[str] = field(default_factory=list)  # run ids
     partial: list[str] = field(default_factory=list)
-    files: int = 0
     kept: list[tuple[str, float]] = field(default_factory=list)  # (run id, read at), newest first
     doomed: list[str] = field(default_factory=list)  # the keys to delete
+
+    @property
+    def files(self) -> int:
+        return len(self.doomed)
 
     def history(self) -> list[dict[str, Any]]:
         """The manifest's `complete_runs`: what the next run prunes from, without a listing."""
@@ -90,7 +93,7 @@ def plan_prune(
         files = {r: _run_files(store, r, names) for r in dict.fromkeys((*beyond, *candidates))}
         partial = [r for r in candidates if r not in spared and files[r]]
     else:
-        files = _all_run_files(store, database, names)
+        files = _all_run_files(store, names)
         complete = _complete_runs(store, database, files)
         complete[this_run[0]] = this_run[1]
         beyond = _beyond(complete, keep, spared)
@@ -99,7 +102,7 @@ def plan_prune(
     kept = sorted(
         ((r, t) for r, t in complete.items() if r not in beyond), key=lambda x: x[1], reverse=True
     )
-    return Pruned(beyond, partial, len(doomed), kept, doomed)
+    return Pruned(beyond, partial, kept, doomed)
 
 
 def apply_prune(store: ObjectStore, pruned: Pruned) -> Pruned:
@@ -130,7 +133,7 @@ def _run_files(store: ObjectStore, run_id: str, names: set[str]) -> list[str]:
     return [k for k in store.list_keys(f"runs/{run_id}/") if _mine(k.split("/"), names)]
 
 
-def _all_run_files(store: ObjectStore, database: str, names: set[str]) -> dict[str, list[str]]:
+def _all_run_files(store: ObjectStore, names: set[str]) -> dict[str, list[str]]:
     files: dict[str, list[str]] = defaultdict(list)
     for key in store.list_keys("runs/"):
         parts = key.split("/")
@@ -160,10 +163,7 @@ def _complete_runs(
 def discard_run(store: ObjectStore, run_id: str, database: str | None) -> int:
     """Delete one run's files of one database (all its files when `database` is None): what a
     run that cannot finish (a full disk) wrote, so the space is there for the next one."""
-    names = None
-    if database is not None:
-        segment = encode_segment(database)
-        names = {f"{segment}{ext}" for ext in (".parquet", ".json", ".jsonl")}
+    names = None if database is None else _file_names(database)
     doomed = [
         k for k in store.list_keys(f"runs/{run_id}/") if names is None or k.split("/")[-1] in names
     ]
